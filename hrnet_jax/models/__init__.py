@@ -1,0 +1,72 @@
+"""Models: HRNet built from a config's stage specs."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import ml_collections
+
+from hrnet_jax.models.hrnet import HRNetBackbone, PoseHRNet, StageSpec
+
+STAGE_NAMES = ("stage1", "stage2", "stage3", "stage4")
+
+
+def stage_specs(model_config: ml_collections.ConfigDict) -> tuple[StageSpec, ...]:
+    """Reads and checks `model.stage1..stage4`; errors name the offending field."""
+    specs = []
+    prev_branches = 0
+    for name in STAGE_NAMES:
+        s = model_config[name]
+        where = f"model.{name}"
+        if s.block not in ("basic", "bottleneck"):
+            raise ValueError(f"{where}.block is {s.block!r}; expected 'basic' or 'bottleneck'")
+        for field in ("num_blocks", "num_channels"):
+            if len(s[field]) != s.num_branches:
+                raise ValueError(
+                    f"{where}.{field} has {len(s[field])} entries {tuple(s[field])} "
+                    f"but {where}.num_branches is {s.num_branches}"
+                )
+        if s.num_modules < 1 or s.num_branches < max(prev_branches, 1):
+            raise ValueError(
+                f"{where}: num_modules must be >= 1 and num_branches >= the previous stage's "
+                f"({prev_branches}); got {s.num_modules} and {s.num_branches}"
+            )
+        specs.append(
+            StageSpec(
+                s.num_modules, s.num_branches, s.block, tuple(s.num_blocks), tuple(s.num_channels)
+            )
+        )
+        prev_branches = s.num_branches
+    if specs[0].num_branches != 1:
+        raise ValueError("model.stage1.num_branches must be 1 (stage 1 is a single branch)")
+    return tuple(specs)
+
+
+def create_model(
+    model_config: ml_collections.ConfigDict,
+    *,
+    axis_name: str | None = None,
+    final_multi_scale: bool = False,
+) -> PoseHRNet:
+    """Builds the pose network described by `config.model`.
+
+    `axis_name` names the mapped device axis over which BatchNorm averages batch statistics (None:
+    per-device statistics, as the reference's DataParallel/DDP training does).
+    """
+    backbone = HRNetBackbone(
+        stem_channels=model_config.stem_channels,
+        stages=stage_specs(model_config),
+        final_multi_scale=final_multi_scale,
+        bn_momentum=model_config.bn_momentum,
+        bn_epsilon=model_config.bn_epsilon,
+        axis_name=axis_name,
+        dtype=jnp.dtype(model_config.dtype),
+        param_dtype=jnp.dtype(model_config.param_dtype),
+    )
+    return PoseHRNet(
+        backbone,
+        num_joints=model_config.num_joints,
+        final_conv_kernel=model_config.final_conv_kernel,
+    )
+
+
+__all__ = ["HRNetBackbone", "PoseHRNet", "StageSpec", "create_model", "stage_specs"]

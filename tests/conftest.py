@@ -1,0 +1,27 @@
+"""Test setup: 8 simulated CPU devices, a persistent compilation cache, and the shared real data."""
+
+import os
+import pathlib
+
+import jax
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+COCO_MINI = ROOT.parent / "shared" / "data" / "coco_mini"
+
+# Must happen before any backend starts: the sharding tests need several devices.
+jax.config.update("jax_num_cpu_devices", 8)
+jax.config.update("jax_platforms", "cpu")
+# Compiling an HRNet step takes tens of seconds on CPU; reuse compilations across tests and runs.
+jax.config.update(
+    "jax_compilation_cache_dir",
+    os.environ.get("JAX_COMPILATION_CACHE_DIR", str(ROOT / ".jax_cache")),
+)
+
+
+@pytest.fixture(scope="session")
+def coco_mini() -> pathlib.Path:
+    """The 4 real COCO val2017 images of ../shared/data/coco_mini; skips where it is absent."""
+    if not (COCO_MINI / "annotations" / "person_keypoints_mini.json").is_file():
+        pytest.skip(f"real COCO sample data not found at {COCO_MINI} (the ../shared checkout)")
+    return COCO_MINI
