@@ -69,8 +69,53 @@ def recipe() -> ml_collections.ConfigDict:
     c.heatmap_size = (64, 48)  # (h, w); output stride 4
     c.model = hrnet_model(32)
 
+    c.data = ml_collections.ConfigDict()
+    c.data.root = "data/coco"  # holds annotations/ and images/ (python -m hrnet_jax.data.download)
+    c.data.annotation_file = "annotations/person_keypoints_{split}.json"  # relative to root
+    c.data.image_dir = "images/{split}"  # relative to root
+    c.data.train_split = "train2017"
+    c.data.val_split = "val2017"
+    c.data.format = "folder"  # or "array_record": shards from python -m hrnet_jax.data.pack
+    c.data.packed_dir = ""  # where the array_record shards are (with format="array_record")
+    c.data.synthetic = ml_collections.ConfigDict()  # the built-in demo set, generated at data.root
+    c.data.synthetic.enabled = False
+    c.data.synthetic.num_train_images = 1000
+    c.data.synthetic.num_val_images = 64
+    c.data.synthetic.seed = 0
+    c.data.synthetic.image_size = (192, 256)  # (h, w)
+    c.data.mean = (0.485, 0.456, 0.406)  # ImageNet RGB mean and std on [0, 1] images (HRN/PD/MMP)
+    c.data.std = (0.229, 0.224, 0.225)
+    c.data.bbox_padding = 1.25  # HRN/PD/MMP: box -> crop padding
+    c.data.flip_pairs = COCO_FLIP_PAIRS  # left/right joint pairs (HRN/PD/MMP)
+    c.data.strict = True  # False: skip (and count) unreadable images and bad annotations
+    c.data.reduced_decode = True  # decode JPEGs at 1/2..1/8 size where the crop averages that much
+    c.data.target_dtype = "float32"  # or "bfloat16": heatmap targets leave the pipeline in it
+    c.data.num_workers = -1  # grain worker processes per JAX process; -1: one per CPU core but one
+    c.data.num_threads = 8  # grain reader threads (per worker)
+    c.data.prefetch_buffer_size = 32  # elements read ahead per worker
+    c.data.worker_buffer_size = 2  # batches each worker process keeps ready
+
+    c.augment = ml_collections.ConfigDict()
+    c.augment.scale_factor = 0.5  # PD scale 0.5 (HRN SCALE_FACTOR 0.35): s *= clip(1 + sf N(0,1))
+    c.augment.rotation_factor = 40.0  # PD rot 40 (HRN ROT_FACTOR 45): r = clip(rf N(0,1), +-2rf)
+    c.augment.rotation_prob = 0.6  # HRN/PD: rotate with probability 0.6
+    c.augment.flip = True  # HRN FLIP
+    c.augment.flip_prob = 0.5
+    c.augment.half_body_prob = 0.3  # HRN PROB_HALF_BODY, PD 0.3
+    c.augment.num_joints_half_body = 8  # HRN NUM_JOINTS_HALF_BODY: needs more visible joints
+    c.augment.half_body_upper_prob = 0.6915  # HRN picks the upper body if randn() < 0.5: Phi(0.5)
+    c.augment.half_body_padding = 1.5  # HRN/MMP half-body box padding
+    c.augment.upper_body_ids = tuple(range(11))  # HRN upper_body_ids: nose .. wrists
+
     c.codec = ml_collections.ConfigDict()
     c.codec.sigma = 2.0  # PD: 2 at both sizes; HRN and MMP use 3 at 384x288
+    c.codec.unbiased = False  # DARK's unbiased (sub-pixel, full-map) Gaussian targets
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.use_gt_bbox = True  # HRN/PD training-time validation; False: detector boxes (det_file)
+    # Person detection results (HRN: detector AP 56.4 on val2017), relative to data.root.
+    c.eval.det_file = "person_detection_results/COCO_val2017_detections_AP_H_56_person.json"
+    c.eval.det_score_threshold = 0.0  # HRN IMAGE_THRE: keep every box
 
     c.train = ml_collections.ConfigDict()
     c.train.global_batch_size = 512  # PD: 64 per GPU x 8 GPUs (MMP 8xb64 as well)
@@ -79,11 +124,20 @@ def recipe() -> ml_collections.ConfigDict:
     c.train.learning_rate = 5e-4  # PD/MMP base_lr at batch 512 (HRN: 1e-3 at batch 128)
     c.train.b1 = 0.9
     c.train.b2 = 0.999
+    c.train.adam_eps = 1e-8  # PyTorch/optax default
     c.train.weight_decay = 0.0  # HRN's Adam gets no weight decay; PD's L2 regularizer is 0
     c.train.warmup_steps = 1000  # PD LinearWarmup steps (MMP: 500)
     c.train.warmup_start_factor = 0.001  # PD/MMP start_factor
     c.train.lr_decay_epochs = (170, 200)  # HRN LR_STEP, PD PiecewiseDecay milestones
     c.train.lr_decay_factor = 0.1  # HRN LR_FACTOR, PD gamma
+    c.train.grad_clip_norm = 0.0  # global-norm clipping; 0: off (as HRN/PD/MMP)
+    c.train.sync_bn = False  # BN statistics over all devices; the reference uses per-device BN
+    c.train.log_every_steps = 50
+    c.train.checkpoint_every_steps = 1000
+    c.train.keep_checkpoints = 3  # the latest N, plus the best by AP when evaluation runs
+    c.train.eval_every_epochs = 0  # 0: evaluate only at the end (HRN: every epoch; MMP: every 10)
+    c.train.init_from = ""  # a workdir or checkpoint directory whose params start the run
+    c.train.init_from_torch = ""  # an ImageNet HRNet .pth/.safetensors for the backbone
     return c
 
 

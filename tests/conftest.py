@@ -25,3 +25,11 @@ def coco_mini() -> pathlib.Path:
     if not (COCO_MINI / "annotations" / "person_keypoints_mini.json").is_file():
         pytest.skip(f"real COCO sample data not found at {COCO_MINI} (the ../shared checkout)")
     return COCO_MINI
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _absl_flags_parsed():
+    """grain's worker processes read absl flags, which pytest never parses."""
+    from absl import flags
+
+    flags.FLAGS.mark_as_parsed()
