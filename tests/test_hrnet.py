@@ -9,8 +9,8 @@ import pytest
 from testing_utils import ROOT, run_module, tiny_model_config
 
 from hrnet_jax import config_lib, models
+from hrnet_jax.models import summary
 from hrnet_jax.models.hrnet import upsample_nearest
-from hrnet_jax.tools import summary
 
 
 def _abstract_variables(model_config, input_size):

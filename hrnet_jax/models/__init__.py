@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 
@@ -69,4 +70,13 @@ def create_model(
     )
 
 
-__all__ = ["HRNetBackbone", "PoseHRNet", "StageSpec", "create_model", "stage_specs"]
+def normalize(
+    images: jax.Array, mean: tuple[float, ...], std: tuple[float, ...], dtype=jnp.float32
+) -> jax.Array:
+    """uint8 RGB images → the network's input: (x / 255 - mean) / std (ImageNet statistics)."""
+    scale = 1.0 / (255.0 * jnp.asarray(std, jnp.float32))
+    offset = jnp.asarray(mean, jnp.float32) / jnp.asarray(std, jnp.float32)
+    return (images.astype(jnp.float32) * scale - offset).astype(dtype)
+
+
+__all__ = ["HRNetBackbone", "PoseHRNet", "StageSpec", "create_model", "normalize", "stage_specs"]
