@@ -16,7 +16,6 @@ import ml_collections
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
-ITEMS = ("state", "data", "config")
 # The config fields that fix the network's architecture; checkpoints must agree on them to be used,
 # and a run resumes only with the same input size too.
 ARCHITECTURE_KEYS = tuple(
@@ -70,7 +69,14 @@ class Checkpoints:
             cleanup_tmp_directories=True,
         )
         self.directory = checkpoint_dir(directory)
-        self.manager = ocp.CheckpointManager(self.directory, item_names=ITEMS, options=options)
+        handlers = {
+            "state": ocp.PyTreeCheckpointHandler(),
+            "data": ocp.JsonCheckpointHandler(),
+            "config": ocp.JsonCheckpointHandler(),
+        }
+        self.manager = ocp.CheckpointManager(
+            self.directory, item_handlers=handlers, options=options
+        )
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()

@@ -110,12 +110,22 @@ def recipe() -> ml_collections.ConfigDict:
     c.codec = ml_collections.ConfigDict()
     c.codec.sigma = 2.0  # PD: 2 at both sizes; HRN and MMP use 3 at 384x288
     c.codec.unbiased = False  # DARK's unbiased (sub-pixel, full-map) Gaussian targets
+    c.codec.decoding = "dark"  # PD decodes with DARK (use_dark); HRN/MMP: "quarter_offset"
+    c.codec.blur_kernel_size = 3  # DARK's Gaussian blur: PD 3, MMP 11
 
     c.eval = ml_collections.ConfigDict()
     c.eval.use_gt_bbox = True  # HRN/PD training-time validation; False: detector boxes (det_file)
     # Person detection results (HRN: detector AP 56.4 on val2017), relative to data.root.
     c.eval.det_file = "person_detection_results/COCO_val2017_detections_AP_H_56_person.json"
     c.eval.det_score_threshold = 0.0  # HRN IMAGE_THRE: keep every box
+    c.eval.batch_size_per_device = 32  # HRN TEST.BATCH_SIZE_PER_GPU
+    c.eval.flip_test = True  # average with the mirrored input's flipped-back heatmaps
+    c.eval.shift_heatmap = True  # shift the flipped heatmaps right by one pixel (HRN SHIFT_HEATMAP)
+    c.eval.in_vis_thre = 0.2  # joints scoring above it count in the instance's rescoring
+    c.eval.oks_nms_threshold = 0.9  # HRN OKS_THRE
+    c.eval.soft_nms = False  # HRN SOFT_NMS
+    c.eval.soft_nms_max_dets = 20
+    c.eval.num_visualize = 4  # images drawn with their predicted skeletons per evaluation
 
     c.train = ml_collections.ConfigDict()
     c.train.global_batch_size = 512  # PD: 64 per GPU x 8 GPUs (MMP 8xb64 as well)

@@ -44,5 +44,7 @@ def global_batch(local_batch: dict[str, np.ndarray], mesh: jax.sharding.Mesh) ->
     }
 
 
-def local_devices_in_mesh(mesh: jax.sharding.Mesh) -> int:
-    return sum(d.process_index == jax.process_index() for d in mesh.devices.flat)
+def local_rows(array: jax.Array) -> np.ndarray:
+    """This process's rows of a `data`-sharded array, in global order (the rows it supplied)."""
+    shards = {s.index[0].start or 0: s.data for s in array.addressable_shards}
+    return np.concatenate([np.asarray(shards[k]) for k in sorted(shards)])

@@ -19,7 +19,7 @@ import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
 
-from hrnet_jax import checkpoint, config_lib, models, parallel, train
+from hrnet_jax import checkpoint, config_lib, evaluate, models, parallel, train
 from hrnet_jax.data import pipeline, sources
 from hrnet_jax.metrics import MetricWriter
 from hrnet_jax.models import summary
@@ -115,7 +115,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         total_steps,
         total_steps,
     )
-    window, pending, last = Window(), None, {}
+    eval_model = models.create_model(config.model)  # no cross-device BN axis at inference
+    window, pending, last, last_eval = Window(), None, {}, {}
     skipped = 0
     with _preemption_flag() as preempted:
         for step in range(first_step, total_steps):
@@ -148,10 +149,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                 )
                 writer.write(done, {"skipped_records": skipped}, prefix="data")
                 skipped = 0
-            if save_due or stop:
-                checkpoints.save(
-                    done, state, data.get_state(), config, force=stop or done == total_steps
+            eval_every = config.train.eval_every_epochs
+            eval_due = done == total_steps or (
+                epoch_end and eval_every > 0 and (done // steps_per_epoch) % eval_every == 0
+            )
+            ap = None
+            if eval_due:
+                variables = {"params": state.params, "batch_stats": state.batch_stats}
+                last_eval = evaluate.evaluate(
+                    config, eval_model, variables, mesh, workdir, done, writer
                 )
+                ap = {"AP": last_eval["AP"]}
+            if save_due or stop or eval_due:
+                force = stop or eval_due or done == total_steps
+                checkpoints.save(done, state, data.get_state(), config, metrics=ap, force=force)
             if stop:
                 logging.warning("preempted: saved step %d, exiting", done)
                 break
@@ -159,7 +170,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     checkpoints.close()
     data.close()
     writer.close()
-    return {"step": int(state.step), **last}
+    return {"step": int(state.step), **last, **{f"eval/{k}": v for k, v in last_eval.items()}}
 
 
 def _check_finite(step: int, metrics: dict, window: Window, checkpoints: checkpoint.Checkpoints):

@@ -1,0 +1,89 @@
+"""Object keypoint similarity (OKS) and the per-image OKS NMS of the reference's evaluation."""
+
+from __future__ import annotations
+
+import numpy as np
+
+# COCO's per-joint falloff constants (pycocotools' kpt_oks_sigmas), in COCO joint order.
+COCO_SIGMAS = (
+    np.array(
+        [
+            0.26,
+            0.25,
+            0.25,
+            0.35,
+            0.35,
+            0.79,
+            0.79,
+            0.72,
+            0.72,
+            0.62,
+            0.62,
+            1.07,
+            1.07,
+            0.87,
+            0.87,
+            0.89,
+            0.89,
+        ]
+    )
+    / 10.0
+)
+
+
+def oks_matrix(
+    keypoints: np.ndarray, areas: np.ndarray, sigmas: np.ndarray = COCO_SIGMAS
+) -> np.ndarray:
+    """Pairwise OKS of N instances' (N, K, 2+) keypoints over all K joints (the reference's oks_iou).
+
+    Entry (i, j) measures instance j's joints against instance i's as ground truth, with the two
+    boxes' mean area as the scale.
+    """
+    xy = np.asarray(keypoints, np.float64)[..., :2]
+    areas = np.asarray(areas, np.float64)
+    variances = (2 * np.asarray(sigmas)) ** 2
+    sq_dist = np.sum((xy[:, None] - xy[None, :]) ** 2, axis=-1)  # (N, N, K)
+    scale = (areas[:, None] + areas[None, :]) / 2 + np.spacing(1)
+    e = sq_dist / variances / scale[..., None] / 2
+    return np.mean(np.exp(-e), axis=-1)
+
+
+def oks_nms(
+    keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, threshold: float
+) -> np.ndarray:
+    """Greedy NMS: in descending score order, keep an instance and drop those with OKS > threshold.
+
+    Returns the kept indices, best first.
+    """
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    if order.size == 0:
+        return order
+    oks = oks_matrix(keypoints, areas)
+    keep = []
+    while order.size:
+        i, order = order[0], order[1:]
+        keep.append(i)
+        order = order[oks[i, order] <= threshold]
+    return np.array(keep, np.int64)
+
+
+def soft_oks_nms(
+    keypoints: np.ndarray,
+    scores: np.ndarray,
+    areas: np.ndarray,
+    threshold: float,
+    max_dets: int = 20,
+) -> np.ndarray:
+    """The reference's soft OKS NMS: instead of dropping overlaps, decay their ranking scores by
+    exp(-oks^2 / threshold); keeps at most `max_dets` instances, best first."""
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    ranking = np.asarray(scores, np.float64)[order]
+    oks = oks_matrix(keypoints, areas)
+    keep = []
+    while order.size and len(keep) < max_dets:
+        i, order, ranking = order[0], order[1:], ranking[1:]
+        keep.append(i)
+        ranking = ranking * np.exp(-(oks[i, order] ** 2) / threshold)
+        resort = np.argsort(-ranking, kind="stable")
+        order, ranking = order[resort], ranking[resort]
+    return np.array(keep, np.int64)
