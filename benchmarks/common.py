@@ -33,11 +33,9 @@ def machine() -> str:
 def report(result: dict, append: bool) -> None:
     """Prints the result as the last JSON line; with `append`, adds a row to BENCHMARKS.md."""
     if append:
-        command = "python " + " ".join([pathlib.Path(sys.argv[0]).name, *sys.argv[1:]])
-        row = (
-            f"| {datetime.date.today()} | `benchmarks/{command}` | {machine()} | "
-            f"`{json.dumps(result)}` |\n"
-        )
+        module = f"benchmarks.{pathlib.Path(sys.argv[0]).stem}"
+        command = " ".join(["python -m", module, *sys.argv[1:]])
+        row = f"| {datetime.date.today()} | `{command}` | {machine()} | `{json.dumps(result)}` |\n"
         with BENCHMARKS_MD.open("a") as f:
             f.write(row)
     print(json.dumps(result), flush=True)

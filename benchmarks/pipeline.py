@@ -1,6 +1,6 @@
 """Training-pipeline throughput on real COCO JPEGs, per CPU core, augmentation on.
 
-    python benchmarks/pipeline.py --config=configs/w32_384x288.py [--reduced_decode=false] [--append]
+    python -m benchmarks.pipeline --config=configs/w32_384x288.py [--reduced_decode=false] [--append]
 
 Reads the coco_mini images (../shared/data/coco_mini) repeated; one core: no worker processes and one
 reader thread, so samples/s is what each worker process of a real run adds.

@@ -106,7 +106,7 @@ class Checkpoints:
         self, abstract_state: Any, config: ml_collections.ConfigDict, step: int | None = None
     ) -> tuple[Any, dict, int]:
         """The state (into `abstract_state`'s shardings) and data state of `step` (default latest)."""
-        step = self._step(step)
+        step = self.resolve_step(step)
         check_compatible(self.directory, step, config, self.manager, abstract_state)
         restored = self.manager.restore(
             step,
@@ -120,7 +120,7 @@ class Checkpoints:
         self, abstract_variables: dict, config: ml_collections.ConfigDict, step: int | None = None
     ) -> tuple[dict, int]:
         """Only `params` and `batch_stats` (for evaluation and `init_from`), of any checkpoint."""
-        step = self._step(step)
+        step = self.resolve_step(step)
         check_compatible(
             self.directory, step, config, self.manager, abstract_variables, ARCHITECTURE_KEYS
         )
@@ -130,7 +130,8 @@ class Checkpoints:
         )
         return restored.state, step
 
-    def _step(self, step: int | None) -> int:
+    def resolve_step(self, step: int | None) -> int:
+        """`step` if a complete checkpoint has it, the latest for None; else a clear error."""
         steps = self.all_steps()
         if not steps:
             raise FileNotFoundError(f"no complete checkpoint in {self.directory}")

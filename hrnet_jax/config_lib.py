@@ -127,6 +127,11 @@ def recipe() -> ml_collections.ConfigDict:
     c.eval.soft_nms_max_dets = 20
     c.eval.num_visualize = 4  # images drawn with their predicted skeletons per evaluation
 
+    c.xla = ml_collections.ConfigDict()  # hrnet_jax/runtime.py explains each
+    c.xla.compilation_cache_dir = "~/.cache/hrnet_jax/xla"  # "" turns the persistent cache off
+    c.xla.matmul_precision = "default"  # or "highest" for exact fp32 on GPUs with TF32
+    c.xla.gpu_flags = True  # the latency-hiding scheduler on GPUs
+
     c.train = ml_collections.ConfigDict()
     c.train.global_batch_size = 512  # PD: 64 per GPU x 8 GPUs (MMP 8xb64 as well)
     c.train.num_epochs = 210  # HRN/PD/MMP END_EPOCH
@@ -178,6 +183,27 @@ def _check_keys(config, schema, prefix: str) -> None:
             if not isinstance(schema[key], ml_collections.ConfigDict):
                 raise TypeError(f"config key {name!r} is a section, the recipe has a value there")
             _check_keys(config[key], schema[key], f"{name}.")
+
+
+def from_saved(saved: dict) -> ml_collections.ConfigDict:
+    """A config saved as JSON (in a checkpoint) back into the recipe's schema and types."""
+    config = recipe()
+
+    def fill(section, values, prefix=""):
+        for key, value in values.items():
+            if key not in section:
+                raise KeyError(f"saved config has {prefix}{key}, which this version does not know")
+            if isinstance(value, dict):
+                fill(section[key], value, f"{prefix}{key}.")
+            else:
+                section[key] = _tuples(value) if isinstance(section[key], tuple) else value
+
+    fill(config, saved)
+    return config
+
+
+def _tuples(value):
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
 def load_config(path: str | pathlib.Path, arg: str | None = None) -> ml_collections.ConfigDict:

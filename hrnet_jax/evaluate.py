@@ -25,7 +25,16 @@ from absl import app, flags, logging
 from jax.experimental import multihost_utils
 from jax.sharding import PartitionSpec as P
 
-from hrnet_jax import checkpoint, coco_metric, config_lib, models, nms, parallel, visualize
+from hrnet_jax import (
+    checkpoint,
+    coco_metric,
+    config_lib,
+    models,
+    nms,
+    parallel,
+    runtime,
+    visualize,
+)
 from hrnet_jax.data import coco, pipeline, sources, transforms
 
 
@@ -223,6 +232,7 @@ def main(argv, defined):
         if defined["config"].value is None or not defined["workdir"].value:
             raise ValueError("give --config and --workdir (or --results and --annotations)")
         config = config_lib.validate(defined["config"].value)
+        runtime.configure(config.xla)
         restore_and_evaluate(config, defined["workdir"].value, defined["step"].value)
     except (FileNotFoundError, ValueError, KeyError) as e:
         sys.exit(f"error: {e}")

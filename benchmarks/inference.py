@@ -1,0 +1,60 @@
+"""Inference throughput of the evaluator's jitted forward pass, with and without the flip test.
+
+python -m benchmarks.inference --config=configs/w32_384x288.py --batch=8 [--dtype=bf16] [--append]
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
+
+from benchmarks import common
+from hrnet_jax import config_lib, evaluate, models, parallel, runtime
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
+_BATCH = flags.DEFINE_integer("batch", 8, "Images per device.")
+_DTYPE = flags.DEFINE_enum("dtype", "fp32", ["fp32", "bf16"], "Compute dtype (params stay fp32).")
+_STEPS = flags.DEFINE_integer("steps", 3, "Timed batches (after one warm-up batch).")
+_APPEND = flags.DEFINE_bool("append", False, "Append the result to BENCHMARKS.md.")
+
+
+def images_per_second(config, model, variables, mesh, images, flip: bool) -> float:
+    config.eval.flip_test = flip
+    infer = evaluate.make_inference(model, config, mesh)
+    jax.block_until_ready(infer(variables, images))  # compile and warm up
+    start = time.perf_counter()
+    for _ in range(_STEPS.value):
+        jax.block_until_ready(infer(variables, images))
+    return _STEPS.value * images.shape[0] / (time.perf_counter() - start)
+
+
+def main(argv):
+    del argv
+    config = config_lib.validate(_CONFIG.value)
+    config.model.dtype = {"fp32": "float32", "bf16": "bfloat16"}[_DTYPE.value]
+    runtime.configure(config.xla)
+    mesh = parallel.make_mesh()
+    model = models.create_model(config.model)
+    init = jax.jit(model.init, out_shardings=parallel.replicated(mesh))
+    variables = init(jax.random.key(0), np.zeros((1, *config.input_size, 3), np.float32))
+    batch = _BATCH.value * mesh.size
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (batch, *config.input_size, 3), np.uint8)
+    images = parallel.global_batch({"image": images}, mesh)["image"]
+    result = {
+        "config": list(config.input_size),
+        "dtype": _DTYPE.value,
+        "devices": mesh.size,
+        "batch_per_device": _BATCH.value,
+        "img_per_s": round(images_per_second(config, model, variables, mesh, images, False), 2),
+        "img_per_s_flip": round(images_per_second(config, model, variables, mesh, images, True), 2),
+    }
+    common.report(result, _APPEND.value)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,96 @@
+"""Runs a trained model on person boxes of one image and draws the skeletons with joint scores.
+
+    python -m hrnet_jax.predict --workdir=DIR --image=IMG.jpg [--box=x,y,w,h ...] --out=OUT.png
+
+The model and its config come from DIR's latest checkpoint (or --step); without --box the whole
+image is one person box.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import cv2
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+from absl import app, flags
+
+from hrnet_jax import checkpoint, config_lib, evaluate, models, parallel, visualize
+from hrnet_jax.data import coco
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory holding checkpoints/.")
+_IMAGE = flags.DEFINE_string("image", None, "Image file.")
+_BOXES = flags.DEFINE_multi_string("box", [], "Person box x,y,w,h in pixels (repeatable).")
+_OUT = flags.DEFINE_string("out", None, "Output PNG.")
+_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
+
+
+def load_run(workdir: str, step: int | None = None):
+    """The config the run was trained with and its params/BN statistics, on this process's devices."""
+    checkpoints = checkpoint.Checkpoints(workdir, use_async=False)
+    step = checkpoints.resolve_step(step)
+    saved = checkpoints.manager.restore(
+        step, args=ocp.args.Composite(config=ocp.args.JsonRestore())
+    )
+    config = config_lib.from_saved(saved.config)
+    mesh = parallel.make_mesh()
+    model = models.create_model(config.model)
+    shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, *config.input_size, 3)))
+    sharding = parallel.replicated(mesh)
+    abstract = jax.tree.map(
+        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes
+    )
+    variables, _ = checkpoints.restore_variables(dict(abstract), config, step)
+    checkpoints.close()
+    return config, model, variables, mesh
+
+
+def predict_boxes(config, model, variables, mesh, image_file: str, boxes: np.ndarray) -> np.ndarray:
+    """Keypoints (N, 17, 3) in image pixels for the (N, 4) x, y, w, h person boxes."""
+    header = cv2.imread(image_file)
+    if header is None:
+        raise ValueError(f"cannot read image {image_file}")
+    height, width = header.shape[:2]
+    aspect = config.input_size[1] / config.input_size[0]
+    center, scale = coco.box_to_center_scale(boxes, aspect, config.data.bbox_padding)
+    n = len(boxes)
+    instances = coco.Instances(
+        image_file=np.array([image_file] * n),
+        image_id=np.zeros(n, np.int64),
+        ann_id=np.full(n, -1, np.int64),
+        image_size=np.tile([height, width], (n, 1)).astype(np.int32),
+        center=center,
+        scale=scale,
+        joints=np.zeros((n, 17, 2), np.float32),
+        joints_vis=np.zeros((n, 17), np.float32),
+        score=np.ones(n, np.float32),
+        area=np.zeros(n, np.float32),
+    )
+    config.data.num_workers = 0
+    return evaluate.predict(config, model, variables, instances, mesh)["keypoints"]
+
+
+def main(argv):
+    del argv
+    try:
+        config, model, variables, mesh = load_run(_WORKDIR.value, _STEP.value)
+        image = cv2.imread(_IMAGE.value)
+        if image is None:
+            raise ValueError(f"cannot read image {_IMAGE.value}")
+        h, w = image.shape[:2]
+        boxes = np.array([[float(v) for v in b.split(",")] for b in _BOXES.value] or [[0, 0, w, h]])
+        if boxes.shape[1] != 4:
+            raise ValueError(f"--box takes x,y,w,h; got {_BOXES.value}")
+        keypoints = predict_boxes(config, model, variables, mesh, _IMAGE.value, boxes)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        sys.exit(f"error: {e}")
+    visualize.save_png(_OUT.value, visualize.draw_skeletons(image, keypoints, with_scores=True))
+    print(json.dumps({"out": _OUT.value, "keypoints": np.round(keypoints, 2).tolist()}))
+
+
+if __name__ == "__main__":
+    flags.mark_flags_as_required(["workdir", "image", "out"])
+    app.run(main)
