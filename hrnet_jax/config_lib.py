@@ -56,6 +56,7 @@ def hrnet_model(width: int, num_joints: int = 17) -> ml_collections.ConfigDict:
             bn_momentum=0.9,  # flax convention: PyTorch's BN_MOMENTUM 0.1
             bn_epsilon=1e-5,  # PyTorch default, all HRN BNs
             dtype="float32",  # compute dtype; "bfloat16" for mixed precision
+            conv_weight_grad="auto",  # "row_shift" on CPU (hrnet_jax/models/conv.py), else "xla"
             param_dtype="float32",
         )
     )

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from hrnet_jax.models import conv
 from hrnet_jax.models.hrnet import HRNetBackbone, PoseHRNet, StageSpec
 
 STAGE_NAMES = ("stage1", "stage2", "stage3", "stage4")
@@ -54,6 +55,7 @@ def create_model(
     per-device statistics, as the reference's DataParallel/DDP training does).
     """
     backbone = HRNetBackbone(
+        conv_general_dilated=_conv_implementation(model_config.conv_weight_grad),
         stem_channels=model_config.stem_channels,
         stages=stage_specs(model_config),
         final_multi_scale=final_multi_scale,
@@ -68,6 +70,18 @@ def create_model(
         num_joints=model_config.num_joints,
         final_conv_kernel=model_config.final_conv_kernel,
     )
+
+
+def _conv_implementation(name: str):
+    """`model.conv_weight_grad`: "row_shift" (models/conv.py), "xla", or "auto" (row_shift on CPU,
+    where XLA's own weight gradient transposes activations; XLA's on GPU/TPU)."""
+    if name == "auto":
+        name = "row_shift" if jax.default_backend() == "cpu" else "xla"
+    if name == "row_shift":
+        return conv.conv_general_dilated
+    if name == "xla":
+        return None
+    raise ValueError(f"model.conv_weight_grad is {name!r}; expected 'auto', 'row_shift' or 'xla'")
 
 
 def normalize(

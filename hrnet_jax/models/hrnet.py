@@ -150,6 +150,7 @@ class HRNetBackbone(nn.Module):
     axis_name: str | None = None
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    conv_general_dilated: Callable | None = None  # None: lax's; see models/conv.py
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> list[jax.Array]:
@@ -160,7 +161,11 @@ class HRNetBackbone(nn.Module):
                 f"for the branches to fuse; got {x.shape[1]}x{x.shape[2]}"
             )
         conv = functools.partial(
-            _conv, dtype=self.dtype, param_dtype=self.param_dtype, use_bias=False
+            _conv,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            use_bias=False,
+            conv_general_dilated=self.conv_general_dilated,
         )
         norm = functools.partial(
             nn.BatchNorm,
