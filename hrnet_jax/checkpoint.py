@@ -107,7 +107,7 @@ class Checkpoints:
     ) -> tuple[Any, dict, int]:
         """The state (into `abstract_state`'s shardings) and data state of `step` (default latest)."""
         step = self.resolve_step(step)
-        check_compatible(self.directory, step, config, self.manager, abstract_state)
+        check_compatible(self.directory, step, config, self.manager, abstract_state, RESUME_KEYS)
         restored = self.manager.restore(
             step,
             args=ocp.args.Composite(

@@ -31,7 +31,7 @@ class TrainState:
     params: Any
     batch_stats: Any
     opt_state: Any
-    rng: jax.Array  # for stochastic layers and on-device augmentation; folded with the step
+    rng: jax.Array  # raw key data (uint32), for stochastic layers; checkpoints store it as is
 
 
 def learning_rate_schedule(
@@ -89,7 +89,7 @@ def _init(model: nn.Module, tx, input_size: tuple[int, int], rng: jax.Array) -> 
         params=variables["params"],
         batch_stats=variables["batch_stats"],
         opt_state=tx.init(variables["params"]),
-        rng=state_rng,
+        rng=jax.random.key_data(state_rng),
     )
 
 

@@ -102,6 +102,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     else:
         state = train.init_state(model, tx, config.input_size, config.seed, mesh)
         state = _init_from(state, config)
+        state = _init_from_torch(state, config, mesh)
     step_fn = train.compile_train_step(model, tx, schedule, config, mesh)
 
     # ---- Loop ----------------------------------------------------------------------------------
@@ -213,6 +214,26 @@ def _init_from(state: train.TrainState, config: ml_collections.ConfigDict) -> tr
     variables, step = source.restore_variables(abstract, config)
     source.close()
     logging.info("initialised params from %s (step %d)", source.directory, step)
+    return state.replace(params=variables["params"], batch_stats=variables["batch_stats"])
+
+
+def _init_from_torch(state: train.TrainState, config, mesh) -> train.TrainState:
+    """Loads an ImageNet HRNet backbone (.pth/.safetensors); the head keeps its initialisation."""
+    if not config.train.init_from_torch:
+        return state
+    from hrnet_jax.tools import import_torch
+
+    state_dict = import_torch.read_state_dict(config.train.init_from_torch)
+    initial = jax.device_get({"params": state.params, "batch_stats": state.batch_stats})
+    variables, report = import_torch.convert(state_dict, initial, "imagenet")
+    variables = jax.device_put(variables, parallel.replicated(mesh))
+    logging.info(
+        "initialised the backbone from %s: %d tensors, %d leaves kept (%s)",
+        config.train.init_from_torch,
+        len(report.used),
+        len(report.missing),
+        ", ".join(report.missing),
+    )
     return state.replace(params=variables["params"], batch_stats=variables["batch_stats"])
 
 

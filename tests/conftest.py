@@ -33,3 +33,13 @@ def _absl_flags_parsed():
     from absl import flags
 
     flags.FLAGS.mark_as_parsed()
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory):
+    """A small synthetic COCO-format set (the demo's generator), made once per session."""
+    from hrnet_jax.data import synthetic
+
+    root = tmp_path_factory.mktemp("synthetic")
+    synthetic.generate(root, num_train_images=24, num_val_images=8, seed=0, image_size=(96, 128))
+    return root

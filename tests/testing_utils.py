@@ -15,12 +15,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 def run_module(module: str, *args: str, check: bool = True, timeout: float = 900, **env):
     """Runs `python -m module args` from the repo root, sharing the tests' compilation cache."""
-    environ = {
-        **os.environ,
-        "JAX_COMPILATION_CACHE_DIR": jax.config.jax_compilation_cache_dir,
-        "JAX_PLATFORMS": "cpu",
-        **{k: str(v) for k, v in env.items()},
-    }
+    environ = subprocess_env(**env)
     result = subprocess.run(
         [sys.executable, "-m", module, *args],
         capture_output=True,
@@ -36,15 +31,28 @@ def run_module(module: str, *args: str, check: bool = True, timeout: float = 900
     return result
 
 
+TINY_CONFIG = ROOT / "tests" / "tiny_config.py"
+
+
 def tiny_model_config(dtype: str = "float32") -> ml_collections.ConfigDict:
     """Every structural feature of HRNet (4 branches, all fuse paths, bottleneck stage 1) at width 4."""
-    m = config_lib.hrnet_model(4)
-    m.stem_channels = 8
-    m.stage1.num_blocks = (1,)
-    m.stage1.num_channels = (8,)
-    for name in ("stage2", "stage3", "stage4"):
-        m[name].num_blocks = (1,) * m[name].num_branches
-        m[name].num_modules = 1
-    m.stage4.num_modules = 2  # a multi-scale module followed by the single-output one
-    m.dtype = dtype
-    return m
+    model = config_lib.load_config(TINY_CONFIG).model
+    model.dtype = dtype
+    return model
+
+
+def tiny_train_config(data_root, num_epochs: int) -> ml_collections.ConfigDict:
+    config = config_lib.load_config(TINY_CONFIG)
+    config.data.root = str(data_root)
+    config.train.num_epochs = num_epochs
+    return config
+
+
+def subprocess_env(**env) -> dict[str, str]:
+    """The environment for a subprocess that shares the tests' compilation cache and CPU platform."""
+    return {
+        **os.environ,
+        "JAX_COMPILATION_CACHE_DIR": jax.config.jax_compilation_cache_dir,
+        "JAX_PLATFORMS": "cpu",
+        **{k: str(v) for k, v in env.items()},
+    }
