@@ -12,7 +12,9 @@ shift
 python=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
 port=${PORT:-$((20000 + RANDOM % 20000))}
 devices=${CPU_DEVICES_PER_PROCESS:-$((8 / n > 0 ? 8 / n : 1))}
-args=(--config=configs/demo.py --workdir=/tmp/hrnet_local "$@")
+args=("$@")
+[[ " $* " == *" --config="* ]] || args=(--config=configs/demo.py "${args[@]}")
+[[ " $* " == *" --workdir="* ]] || args=(--workdir=/tmp/hrnet_local "${args[@]}")
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' INT TERM EXIT
 for ((i = n - 1; i >= 0; i--)); do

@@ -1,0 +1,132 @@
+"""Several JAX processes on localhost (jax.distributed, gloo): the same training as one process."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+from testing_utils import ROOT, TINY_CONFIG, run_module, subprocess_env, tiny_train_config
+
+from hrnet_jax import checkpoint, models
+
+
+def _losses(workdir):
+    lines = (workdir / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(x)["train/loss"] for x in lines if '"train/loss"' in x]
+
+
+def _params(workdir, data_root):
+    config = tiny_train_config(data_root, num_epochs=1)
+    model = models.create_model(config.model)
+    shapes = jax.eval_shape(model.init, jax.random.key(0), np.zeros((1, *config.input_size, 3)))
+    variables, step = checkpoint.Checkpoints(workdir, use_async=False).restore_variables(
+        dict(shapes), config
+    )
+    return step, variables
+
+
+# Adam's first steps move each weight by about +-lr whatever the gradient's size, so weights with
+# near-zero gradients would differ by ~lr between any two summation orders; a large epsilon makes
+# the update proportional to the gradient, so that the comparison sees the gradients themselves.
+LINEAR_ADAM = "--config.train.adam_eps=1.0"
+
+
+def _initial(data_root):
+    config = tiny_train_config(data_root, num_epochs=1)
+    model = models.create_model(config.model)
+    return jax.jit(model.init)(
+        jax.random.split(jax.random.key(config.seed))[0], np.zeros((1, *config.input_size, 3))
+    )["params"]
+
+
+@pytest.fixture(scope="module")
+def two_process_run(synthetic_root, tmp_path_factory):
+    """launch/local.sh 2: two processes with four CPU devices each, one epoch of the tiny config."""
+    workdir = tmp_path_factory.mktemp("two_processes")
+    result = subprocess.run(
+        ["bash", str(ROOT / "launch" / "local.sh"), "2", f"--config={TINY_CONFIG}",
+         f"--workdir={workdir}", f"--config.data.root={synthetic_root}", "--config.train.num_epochs=1",
+         LINEAR_ADAM, "--config.train.learning_rate=1.0"],
+        cwd=ROOT, env=subprocess_env(PYTHON=sys.executable), capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-6000:]
+    return workdir
+
+
+def test_two_processes_train_exactly_like_one_process_with_eight_devices(
+    two_process_run, synthetic_root, tmp_path
+):
+    single = tmp_path / "one_process"
+    run_module(
+        "hrnet_jax.main", f"--config={TINY_CONFIG}", f"--workdir={single}",
+        f"--config.data.root={synthetic_root}", "--config.train.num_epochs=1", "--cpu_devices=8",
+        LINEAR_ADAM, "--config.train.learning_rate=1.0",
+    )  # fmt: skip
+    losses_2, losses_1 = _losses(two_process_run), _losses(single)
+    assert len(losses_2) == len(losses_1) >= 5
+    # Equal up to float32 rounding: gloo's cross-process all-reduce sums in another order.
+    np.testing.assert_allclose(losses_2, losses_1, rtol=1e-4, atol=0)
+    (step_2, params_2), (step_1, params_1) = (
+        _params(two_process_run, synthetic_root),
+        _params(single, synthetic_root),
+    )
+    assert step_2 == step_1 == len(losses_1)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), params_2, params_1)
+    moved = jax.tree.map(lambda a, b: np.max(np.abs(a - b)), params_1, _initial(synthetic_root))
+    assert max(jax.tree.leaves(moved)) > 1e-3  # training moved the weights well beyond 1e-5
+    # Only process 0 wrote logs and evaluation results.
+    assert (two_process_run / "eval" / str(step_2) / "metrics.json").is_file()
+
+
+def test_two_process_checkpoint_resumes_in_one_process(two_process_run, synthetic_root):
+    steps_before = len(_losses(two_process_run))
+    out = run_module(
+        "hrnet_jax.main", f"--config={TINY_CONFIG}", f"--workdir={two_process_run}",
+        f"--config.data.root={synthetic_root}", "--config.train.num_epochs=2",
+        LINEAR_ADAM, "--config.train.learning_rate=1.0",
+    )  # fmt: skip
+    assert f"at step {steps_before}" in out.stderr
+    assert len(_losses(two_process_run)) == 2 * steps_before
+
+
+def test_a_dead_process_fails_the_others_in_bounded_time(synthetic_root, tmp_path):
+    workdir = tmp_path / "dies"
+    common = [
+        sys.executable, "-m", "hrnet_jax.main", f"--config={TINY_CONFIG}", f"--workdir={workdir}",
+        f"--config.data.root={synthetic_root}", "--config.train.num_epochs=1000",
+        "--coordinator_address=localhost:23457", "--num_processes=2", "--cpu_devices=2",
+        "--heartbeat_timeout_seconds=10",
+    ]  # fmt: skip
+    env = subprocess_env()
+    procs = [
+        subprocess.Popen(
+            [*common, f"--process_id={i}"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in (1, 0)
+    ]
+    survivor, victim = procs[1], procs[0]
+    metrics = workdir / "metrics.jsonl"
+    deadline = time.time() + 600
+    while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 3):
+        assert survivor.poll() is None and victim.poll() is None, "training stopped early"
+        assert time.time() < deadline, "training did not start"
+        time.sleep(0.2)
+    victim.send_signal(signal.SIGKILL)
+    start = time.time()
+    try:
+        survivor.wait(timeout=180)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert survivor.returncode != 0
+    assert time.time() - start < 180
