@@ -197,8 +197,10 @@ def restore_and_evaluate(config, workdir, step: int | None = None) -> dict[str, 
         lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes
     )
     checkpoints = checkpoint.Checkpoints(workdir, use_async=False)
-    variables, step = checkpoints.restore_variables(dict(abstract), config, step)
-    checkpoints.close()
+    try:
+        variables, step = checkpoints.restore_variables(dict(abstract), config, step)
+    finally:  # also on a missing step: an open manager's threads fail the interpreter's exit
+        checkpoints.close()
     return evaluate(config, model, variables, mesh, workdir, step)
 
 

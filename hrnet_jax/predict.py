@@ -31,20 +31,24 @@ _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest
 def load_run(workdir: str, step: int | None = None):
     """The config the run was trained with and its params/BN statistics, on this process's devices."""
     checkpoints = checkpoint.Checkpoints(workdir, use_async=False)
-    step = checkpoints.resolve_step(step)
-    saved = checkpoints.manager.restore(
-        step, args=ocp.args.Composite(config=ocp.args.JsonRestore())
-    )
-    config = config_lib.from_saved(saved.config)
-    mesh = parallel.make_mesh()
-    model = models.create_model(config.model)
-    shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, *config.input_size, 3)))
-    sharding = parallel.replicated(mesh)
-    abstract = jax.tree.map(
-        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes
-    )
-    variables, _ = checkpoints.restore_variables(dict(abstract), config, step)
-    checkpoints.close()
+    try:
+        step = checkpoints.resolve_step(step)
+        saved = checkpoints.manager.restore(
+            step, args=ocp.args.Composite(config=ocp.args.JsonRestore())
+        )
+        config = config_lib.from_saved(saved.config)
+        mesh = parallel.make_mesh()
+        model = models.create_model(config.model)
+        shapes = jax.eval_shape(
+            model.init, jax.random.key(0), jnp.zeros((1, *config.input_size, 3))
+        )
+        sharding = parallel.replicated(mesh)
+        abstract = jax.tree.map(
+            lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes
+        )
+        variables, _ = checkpoints.restore_variables(dict(abstract), config, step)
+    finally:  # also on errors: an open manager's threads fail the interpreter's exit
+        checkpoints.close()
     return config, model, variables, mesh
 
 
