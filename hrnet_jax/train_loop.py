@@ -167,6 +167,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
             if stop:
                 logging.warning("preempted: saved step %d, exiting", done)
                 break
+    if first_step >= total_steps:  # a finished run started again: report its result once more
+        logging.info("%s holds the final step %d; evaluating it", checkpoints.directory, first_step)
+        variables = {"params": state.params, "batch_stats": state.batch_stats}
+        last_eval = evaluate.evaluate(
+            config, eval_model, variables, mesh, workdir, first_step, writer
+        )
     checkpoints.wait()
     checkpoints.close()
     data.close()

@@ -185,6 +185,30 @@ def test_eval_mode_uses_running_statistics_and_changes_nothing(tiny):
     assert float(jnp.max(jnp.abs(out - out2))) > 0.1 * float(jnp.max(jnp.abs(out)))
 
 
+def test_batchnorm_normalises_with_pytorchs_epsilon_in_eval_mode(tiny):
+    model, variables, x = tiny
+    # A small running variance, so that eps = 1e-5 (not flax's default 1e-6) shows in the output.
+    stats = jax.tree.map(lambda s: s, variables["batch_stats"])
+    bn1 = stats["backbone"]["bn1"]
+    stats["backbone"]["bn1"] = {
+        "mean": jnp.full_like(bn1["mean"], 0.5),
+        "var": jnp.full_like(bn1["var"], 1e-4),
+    }
+    _, state = model.apply(
+        {**variables, "batch_stats": stats},
+        x,
+        capture_intermediates=lambda module, _: module.name == "bn1",
+        mutable=["intermediates"],
+    )
+    (out,) = state["intermediates"]["backbone"]["bn1"]["__call__"]
+    kernel = variables["params"]["backbone"]["conv1"]["kernel"]
+    conv1 = jax.lax.conv_general_dilated(
+        x, kernel, (2, 2), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+    expected = (np.asarray(conv1) - 0.5) / np.sqrt(1e-4 + 1e-5)  # scale 1, bias 0 at init
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-3)
+
+
 def test_bfloat16_compute_keeps_float32_params():
     model32 = models.create_model(tiny_model_config())
     model16 = models.create_model(tiny_model_config(dtype="bfloat16"))

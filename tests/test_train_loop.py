@@ -1,11 +1,15 @@
 """The training loop end to end on the synthetic set: learning, exact resume, preemption, faults."""
 
+import collections
 import json
+import pathlib
+import shutil
 import signal
 import subprocess
 import sys
 import time
 
+import cv2
 import jax
 import numpy as np
 import pytest
@@ -51,9 +55,11 @@ def test_loss_decreases_over_training(trained):
 
 def test_eight_device_checkpoint_evaluates_on_one_device_with_the_same_ap(trained):
     config, workdir, result = trained
-    step = result["step"]
-    metrics_8 = json.loads((workdir / "eval" / str(step) / "metrics.json").read_text())
-    (workdir / "eval" / str(step) / "metrics.json").unlink()
+    out = workdir / "eval" / str(result["step"])
+    metrics_8 = json.loads((out / "metrics.json").read_text())
+    results_8 = json.loads((out / "keypoints_results.json").read_text())
+    (out / "metrics.json").unlink()
+    (out / "keypoints_results.json").unlink()
     run_module(
         "hrnet_jax.evaluate",
         f"--config={TINY_CONFIG}",
@@ -61,8 +67,29 @@ def test_eight_device_checkpoint_evaluates_on_one_device_with_the_same_ap(traine
         f"--workdir={workdir}",
         JAX_NUM_CPU_DEVICES=1,
     )
-    metrics_1 = json.loads((workdir / "eval" / str(step) / "metrics.json").read_text())
+    metrics_1 = json.loads((out / "metrics.json").read_text())
+    results_1 = json.loads((out / "keypoints_results.json").read_text())
     assert metrics_1 == pytest.approx(metrics_8, abs=1e-6)
+    # The same predictions, not only the same (possibly trivial) AP.
+    assert len(results_1) == len(results_8) > 0
+    for r1, r8 in zip(results_1, results_8, strict=True):
+        assert r1["image_id"] == r8["image_id"]
+        np.testing.assert_allclose(r1["keypoints"], r8["keypoints"], atol=1e-3)
+        assert r1["score"] == pytest.approx(r8["score"], abs=1e-5)
+
+
+def test_evaluate_cli_names_a_missing_checkpoint_or_step(trained, tmp_path):
+    config, workdir, result = trained
+    common = [f"--config={TINY_CONFIG}", f"--config.data.root={config.data.root}"]
+    empty = run_module("hrnet_jax.evaluate", *common, f"--workdir={tmp_path}", check=False)
+    assert empty.returncode != 0 and "Traceback" not in empty.stderr
+    assert f"no complete checkpoint in {tmp_path / 'checkpoints'}" in empty.stderr
+    missing = run_module(
+        "hrnet_jax.evaluate", *common, f"--workdir={workdir}", "--step=999999", check=False
+    )
+    assert missing.returncode != 0 and "Traceback" not in missing.stderr
+    assert f"no checkpoint for step 999999 in {workdir / 'checkpoints'}" in missing.stderr
+    assert str(result["step"]) in missing.stderr  # the steps it does have
 
 
 def test_resume_is_exact(synthetic_root, tmp_path):
@@ -94,6 +121,15 @@ def test_checkpoint_of_another_model_is_refused_by_name(synthetic_root, trained,
         in message
     )
     assert "shape (3, 3, 16, 32) in the checkpoint, (3, 3, 16, 48) in the model" in message
+
+
+def test_checkpoint_of_another_input_size_is_refused_by_name(synthetic_root, trained):
+    # Every parameter has the same shape at another input size: only the config check sees it.
+    _, workdir, _ = trained
+    config = tiny_train_config(synthetic_root, num_epochs=7)
+    config.input_size, config.heatmap_size = (96, 64), (24, 16)
+    with pytest.raises(checkpoint.CheckpointMismatchError, match=r"input_size is \[64, 64\]"):
+        train_loop.train_and_evaluate(config, workdir)
 
 
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
@@ -192,3 +228,110 @@ def test_train_state_shapes_are_known_before_allocation(synthetic_root):
     leaves = jax.tree.leaves(abstract)
     assert all(isinstance(x, jax.ShapeDtypeStruct) and x.sharding is not None for x in leaves)
     assert abstract.params["final_layer"]["kernel"].shape == (1, 1, 4, 17)
+
+
+def test_predict_cli_matches_the_evaluator_on_the_same_box(trained, tmp_path):
+    """predict on a GT box gives the keypoints the evaluator wrote for that person."""
+    config, workdir, result = trained
+    root = pathlib.Path(config.data.root)
+    gt = json.loads((root / "annotations" / "person_keypoints_val.json").read_text())
+    results = json.loads(
+        (workdir / "eval" / str(result["step"]) / "keypoints_results.json").read_text()
+    )
+    images = {im["id"]: im for im in gt["images"]}
+    ann = max(
+        (a for a in gt["annotations"] if a["num_keypoints"] > 0 and not a["iscrowd"]),
+        key=lambda a: a["area"],
+    )
+    image = images[ann["image_id"]]
+    # The reference's box cleaning (clip to the image, drop the inclusive end pixel), which the
+    # evaluator applies to GT boxes and predict leaves to its caller.
+    x, y, w, h = ann["bbox"]
+    x2 = min(image["width"] - 1.0, x + max(0.0, w - 1.0))
+    y2 = min(image["height"] - 1.0, y + max(0.0, h - 1.0))
+    x, y, w, h = max(0.0, x), max(0.0, y), x2 - max(0.0, x), y2 - max(0.0, y)
+    center = np.array([x + w / 2, y + h / 2])
+    expected = min(
+        (r for r in results if r["image_id"] == ann["image_id"]),
+        key=lambda r: np.abs(np.array(r["center"]) - center).max(),
+    )
+    out = tmp_path / "skeleton.png"
+    printed = run_module(
+        "hrnet_jax.predict", f"--workdir={workdir}", f"--image={root / 'images' / 'val' / image['file_name']}",
+        f"--box={x},{y},{w},{h}", f"--out={out}",
+    ).stdout  # fmt: skip
+    keypoints = np.array(json.loads(printed.strip().splitlines()[-1])["keypoints"])
+    assert keypoints.shape == (1, 17, 3)
+    np.testing.assert_allclose(
+        keypoints[0, :, :2], np.reshape(expected["keypoints"], (17, 3))[:, :2], atol=0.02
+    )
+    drawn = cv2.imread(str(out))
+    assert drawn.shape[:2] == (image["height"], image["width"])
+
+
+def test_predict_cli_names_a_missing_checkpoint(tmp_path):
+    out = run_module(
+        "hrnet_jax.predict", f"--workdir={tmp_path}", f"--image={tmp_path / 'x.jpg'}",
+        f"--out={tmp_path / 'o.png'}", check=False,
+    )  # fmt: skip
+    assert out.returncode != 0
+    assert str(tmp_path) in out.stderr and "Traceback" not in out.stderr
+
+
+def test_demo_runs_end_to_end_with_a_short_schedule(tmp_path):
+    """The README's first command, on a freshly generated small set and one epoch."""
+    data, workdir = tmp_path / "synthetic", tmp_path / "demo"
+    args = (
+        "--config=configs/demo.py", f"--workdir={workdir}", f"--config.data.root={data}",
+        "--config.data.synthetic.num_train_images=48", "--config.data.synthetic.num_val_images=4",
+        "--config.train.num_epochs=1",
+    )  # fmt: skip
+    out = run_module("hrnet_jax.main", *args)
+    losses = _losses(workdir)
+    assert (data / "annotations" / "person_keypoints_train.json").is_file()
+    step = checkpoint.Checkpoints(workdir, use_async=False).latest_step()
+    assert step is not None and step > 0
+    metrics = json.loads((workdir / "eval" / str(step) / "metrics.json").read_text())
+    assert set(metrics) >= {"AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl"}
+    assert 0.0 <= metrics["AP"] <= 1.0
+    assert "AP50 |" in out.stdout  # the printed table
+    # Running the finished demo again trains nothing and prints the final step's AP again.
+    again = run_module("hrnet_jax.main", *args)
+    assert f"holds the final step {step}" in again.stderr and "AP50 |" in again.stdout
+    assert _losses(workdir) == losses
+
+
+def test_unreadable_training_images_are_skipped_and_counted_each_epoch(synthetic_root, tmp_path):
+    data = tmp_path / "synthetic"
+    shutil.copytree(synthetic_root, data)
+    gt = json.loads((data / "annotations" / "person_keypoints_train.json").read_text())
+    persons = collections.Counter(a["image_id"] for a in gt["annotations"] if a["num_keypoints"])
+    image_id, count = persons.most_common(1)[0]
+    (name,) = [im["file_name"] for im in gt["images"] if im["id"] == image_id]
+    (data / "images" / "train" / name).write_bytes(b"\xff\xd8" + bytes(5000))  # corrupt JPEG
+    config = tiny_train_config(data, num_epochs=2)
+    config.data.strict = False
+    workdir = tmp_path / "run"
+    train_loop.train_and_evaluate(config, workdir)
+    lines = (workdir / "metrics.jsonl").read_text().splitlines()
+    skipped = [json.loads(x)["data/skipped_records"] for x in lines if "skipped_records" in x]
+    # Reported at the end of each epoch: the figure's persons, less any in the dropped remainder.
+    assert len(skipped) == 2 and all(1 <= n <= count for n in skipped), skipped
+
+
+def test_evaluation_every_epoch_keeps_the_best_checkpoint(synthetic_root, tmp_path):
+    config = tiny_train_config(synthetic_root, num_epochs=3)
+    config.train.eval_every_epochs = 1
+    config.train.keep_checkpoints = 1
+    workdir = tmp_path / "run"
+    train_loop.train_and_evaluate(config, workdir)
+    steps_per_epoch = len(_losses(workdir)) // 3
+    evaluated = sorted(int(p.name) for p in (workdir / "eval").iterdir())
+    assert evaluated == [steps_per_epoch, 2 * steps_per_epoch, 3 * steps_per_epoch]
+    ap = {
+        s: json.loads((workdir / "eval" / str(s) / "metrics.json").read_text())["AP"]
+        for s in evaluated
+    }
+    kept = checkpoint.Checkpoints(workdir, use_async=False).all_steps()
+    best = max(evaluated, key=lambda s: (ap[s], s))
+    assert set(kept) == {best, 3 * steps_per_epoch}, (ap, kept)
