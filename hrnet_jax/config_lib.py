@@ -56,7 +56,9 @@ def hrnet_model(width: int, num_joints: int = 17) -> ml_collections.ConfigDict:
             bn_momentum=0.9,  # flax convention: PyTorch's BN_MOMENTUM 0.1
             bn_epsilon=1e-5,  # PyTorch default, all HRN BNs
             dtype="float32",  # compute dtype; "bfloat16" for mixed precision
-            conv_weight_grad="auto",  # "row_shift" on CPU (hrnet_jax/models/conv.py), else "xla"
+            # "auto": the row-shift weight gradient (models/conv.py) on CPU, XLA's own on GPU/TPU;
+            # "row_shift" or "xla" force one (BENCHMARKS.md compares them).
+            conv_weight_grad="auto",
             param_dtype="float32",
         )
     )
