@@ -32,10 +32,16 @@ def _params(workdir, data_root):
 # Adam's first steps move each weight by about +-lr whatever the gradient's size, so weights with
 # near-zero gradients would differ by ~lr between any two summation orders; a large epsilon makes
 # the update proportional to the gradient, so that the comparison sees the gradients themselves.
-# Synchronised BN: with one image per device, per-device statistics of near-constant channels make
-# the dynamics chaotic (float32 rounding of the all-reduce grew to 2% of the gradient norm within
-# 5 steps); over the global batch of 8 the runs agree to ~1e-7.
-COMPARABLE = ("--config.train.adam_eps=1.0", "--config.train.sync_bn=true")
+# The runs' float32 rounding differs (gloo's all-reduce, and each process's XLA programs split
+# work over 4 devices instead of 8), so the training must not amplify rounding: per-device BN over
+# one image per device, or a learning rate of 1 on kernels of std 0.001 (each followed by BN, whose
+# effective step is lr / |w|^2), grew 1e-7 differences to 2% within 5 steps. With synchronised BN
+# and lr 0.1 the runs agree to ~1e-7 while weights move by ~7e-4.
+COMPARABLE = (
+    "--config.train.adam_eps=1.0",
+    "--config.train.sync_bn=true",
+    "--config.train.learning_rate=0.1",
+)
 
 
 def _initial(data_root):
@@ -53,7 +59,7 @@ def two_process_run(synthetic_root, tmp_path_factory):
     result = subprocess.run(
         ["bash", str(ROOT / "launch" / "local.sh"), "2", f"--config={TINY_CONFIG}",
          f"--workdir={workdir}", f"--config.data.root={synthetic_root}", "--config.train.num_epochs=1",
-         *COMPARABLE, "--config.train.learning_rate=1.0"],
+         *COMPARABLE],
         cwd=ROOT, env=subprocess_env(PYTHON=sys.executable), capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-6000:]
@@ -67,7 +73,7 @@ def test_two_processes_train_exactly_like_one_process_with_eight_devices(
     run_module(
         "hrnet_jax.main", f"--config={TINY_CONFIG}", f"--workdir={single}",
         f"--config.data.root={synthetic_root}", "--config.train.num_epochs=1", "--cpu_devices=8",
-        *COMPARABLE, "--config.train.learning_rate=1.0",
+        *COMPARABLE,
     )  # fmt: skip
     losses_2, losses_1 = _losses(two_process_run), _losses(single)
     assert len(losses_2) == len(losses_1) >= 5
@@ -82,7 +88,7 @@ def test_two_processes_train_exactly_like_one_process_with_eight_devices(
     moved = jax.tree.map(
         lambda a, b: np.max(np.abs(a - b)), params_1["params"], _initial(synthetic_root)
     )
-    assert max(jax.tree.leaves(moved)) > 1e-3  # training moved the weights well beyond 1e-5
+    assert max(jax.tree.leaves(moved)) > 1e-4  # training moved weights 10x beyond the tolerance
     # Only process 0 wrote logs and evaluation results.
     assert (two_process_run / "eval" / str(step_2) / "metrics.json").is_file()
 
@@ -92,7 +98,7 @@ def test_two_process_checkpoint_resumes_in_one_process(two_process_run, syntheti
     out = run_module(
         "hrnet_jax.main", f"--config={TINY_CONFIG}", f"--workdir={two_process_run}",
         f"--config.data.root={synthetic_root}", "--config.train.num_epochs=2",
-        *COMPARABLE, "--config.train.learning_rate=1.0",
+        *COMPARABLE,
     )  # fmt: skip
     assert f"at step {steps_before}" in out.stderr
     assert len(_losses(two_process_run)) == 2 * steps_before
