@@ -162,6 +162,17 @@ def test_oks_nms_equals_the_quadratic_reference():
         assert 6 <= len(got) < len(kpts)
 
 
+def test_soft_oks_nms_decays_duplicates_below_distinct_persons():
+    rng = np.random.default_rng(1)
+    person = rng.uniform(100, 300, (17, 3))
+    # A (0.9), its exact duplicate B (0.8, OKS 1 with A) and a distinct person C (0.5, OKS ~0).
+    kpts = np.stack([person, person, person + 300.0])
+    scores, areas = np.array([0.9, 0.8, 0.5]), np.full(3, 150.0**2)
+    # After A: B ranks 0.8 * exp(-1 / 0.3) = 0.029, C 0.5 * exp(-0) = 0.5, so C comes before B.
+    assert nms.soft_oks_nms(kpts, scores, areas, threshold=0.3).tolist() == [0, 2, 1]
+    assert nms.soft_oks_nms(kpts, scores, areas, threshold=0.3, max_dets=2).tolist() == [0, 2]
+
+
 def _gt_results(coco_mini):
     ann = json.loads((coco_mini / ANNOTATIONS).read_text())
     return [
