@@ -105,9 +105,10 @@ def predict(config, model, variables, instances, mesh) -> dict[str, np.ndarray]:
         )
     batches.close()
     local = {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
-    if jax.process_count() > 1:
+    if jax.process_count() > 1:  # gathers through JAX: int64 comes back as int32
         local = multihost_utils.process_allgather(local, tiled=True)
-    order = np.argsort(np.where(local["valid"], local["index"], np.iinfo(np.int64).max))
+    index = local["index"].astype(np.int64)
+    order = np.argsort(np.where(local["valid"], index, np.iinfo(np.int64).max))
     return {k: v[order][: int(local["valid"].sum())] for k, v in local.items()}
 
 
