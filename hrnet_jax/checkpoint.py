@@ -43,6 +43,30 @@ def checkpoint_dir(path: str | pathlib.Path) -> pathlib.Path:
     return path if path.name == "checkpoints" else path / "checkpoints"
 
 
+def require_step(workdir: str | pathlib.Path, step: int | None = None) -> int:
+    """The step a read-only use (evaluate, predict) will restore, or a clear error, checked before
+    an orbax manager exists: one opened on a missing directory creates it and starts a metadata
+    write that can outlive a quick exit."""
+    directory = checkpoint_dir(workdir)
+    # orbax renames a checkpoint to its bare step number once it is complete.
+    steps = (
+        sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
+        if directory.is_dir()
+        else []
+    )
+    return _resolve_step(directory, step, steps)
+
+
+def _resolve_step(directory: pathlib.Path, step: int | None, steps: list[int]) -> int:
+    if not steps:
+        raise FileNotFoundError(f"no complete checkpoint in {directory}")
+    if step is None:
+        return max(steps)
+    if step not in steps:
+        raise FileNotFoundError(f"no checkpoint for step {step} in {directory}; it has {steps}")
+    return step
+
+
 class Checkpoints:
     """Keeps the latest `keep` checkpoints, plus the best one by `metrics['AP']` when given."""
 
@@ -132,16 +156,7 @@ class Checkpoints:
 
     def resolve_step(self, step: int | None) -> int:
         """`step` if a complete checkpoint has it, the latest for None; else a clear error."""
-        steps = self.all_steps()
-        if not steps:
-            raise FileNotFoundError(f"no complete checkpoint in {self.directory}")
-        if step is None:
-            return max(steps)
-        if step not in steps:
-            raise FileNotFoundError(
-                f"no checkpoint for step {step} in {self.directory}; it has {steps}"
-            )
-        return step
+        return _resolve_step(self.directory, step, self.all_steps())
 
     def wait(self) -> None:
         self.manager.wait_until_finished()

@@ -197,10 +197,11 @@ def restore_and_evaluate(config, workdir, step: int | None = None) -> dict[str, 
     abstract = jax.tree.map(
         lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes
     )
+    step = checkpoint.require_step(workdir, step)
     checkpoints = checkpoint.Checkpoints(workdir, use_async=False)
     try:
         variables, step = checkpoints.restore_variables(dict(abstract), config, step)
-    finally:  # also on a missing step: an open manager's threads fail the interpreter's exit
+    finally:
         checkpoints.close()
     return evaluate(config, model, variables, mesh, workdir, step)
 

@@ -30,9 +30,9 @@ _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest
 
 def load_run(workdir: str, step: int | None = None):
     """The config the run was trained with and its params/BN statistics, on this process's devices."""
+    step = checkpoint.require_step(workdir, step)
     checkpoints = checkpoint.Checkpoints(workdir, use_async=False)
     try:
-        step = checkpoints.resolve_step(step)
         saved = checkpoints.manager.restore(
             step, args=ocp.args.Composite(config=ocp.args.JsonRestore())
         )
@@ -47,7 +47,7 @@ def load_run(workdir: str, step: int | None = None):
             lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes
         )
         variables, _ = checkpoints.restore_variables(dict(abstract), config, step)
-    finally:  # also on errors: an open manager's threads fail the interpreter's exit
+    finally:
         checkpoints.close()
     return config, model, variables, mesh
 
