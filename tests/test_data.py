@@ -12,7 +12,7 @@ import simplejpeg
 from hrnet_jax import config_lib
 from hrnet_jax.data import coco, pipeline, transforms
 from hrnet_jax.data.heatmaps import HeatmapCodec
-from hrnet_jax.data.samples import Augment, ImageError, TopDownSampler
+from hrnet_jax.data.samples import Augment, ImageError, TopDownSampler, read_image, warp_rgb
 
 ANNOTATIONS = "annotations/person_keypoints_mini.json"
 DETECTIONS = "person_detection_results/COCO_mini_detections_AP_H_56_person.json"
@@ -175,6 +175,20 @@ def test_crop_is_the_reference_warp_of_the_image(coco_mini):
     assert crop.dtype == np.uint8 and crop.shape == (256, 192, 3)
     # cv2 and libjpeg-turbo decode identically; coordinates agree to float rounding.
     assert np.mean(np.abs(crop.astype(int) - expected)) < 0.05
+
+
+@pytest.mark.parametrize("rot", [0.0, 37.0])
+def test_rgbx_warp_equals_the_three_channel_warp(coco_mini, rot):
+    """The 4-channel fast path changes no pixel, inside the image or on the zero border."""
+    instances, _ = _gt(coco_mini)
+    for rec in instances:
+        rgbx, factor = read_image(rec)
+        assert factor == 1 and rgbx.shape[2] == 4
+        trans = reference_affine(rec["center"], rec["scale"] * 1.3, rot, (288, 384))
+        expected = cv2.warpAffine(
+            np.ascontiguousarray(rgbx[..., :3]), trans, (288, 384), flags=cv2.INTER_LINEAR
+        )
+        assert np.array_equal(warp_rgb(rgbx, trans, (384, 288)), expected)
 
 
 def _forced(**overrides):

@@ -123,3 +123,22 @@ def test_eval_stream_is_padded_to_whole_batches_with_a_mask(instances, coco_mini
     valid = np.concatenate([b["valid"] for s in shards for b in s])
     assert sorted(index[valid]) == list(range(12)) and np.all(index[~valid] == -1)
     assert valid.sum() == 12 and "heatmaps" not in shards[0][0]
+
+
+def _opencv_threads(_):
+    import cv2
+
+    return np.int32(cv2.getNumThreads())
+
+
+def test_worker_processes_run_opencv_on_one_thread():
+    """Each worker is one core; OpenCV's default pool (one thread per core) would oversubscribe."""
+    import cv2
+
+    if cv2.getNumThreads() == 1:
+        pytest.skip("OpenCV already runs one thread in this process; nothing to tell apart")
+    import grain
+
+    threads = grain.MapDataset.range(2).map(_opencv_threads).batch(2)
+    options = pipeline.DataOptions(num_workers=1, num_threads=1, prefetch_buffer_size=1)
+    assert next(iter(options.apply(threads))).tolist() == [1, 1]

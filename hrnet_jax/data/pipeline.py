@@ -16,6 +16,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+import cv2
 import grain
 import ml_collections
 import numpy as np
@@ -158,9 +159,16 @@ class DataOptions:
             ds = ds.mp_prefetch(
                 grain.MultiprocessingOptions(
                     num_workers=self.num_workers, per_worker_buffer_size=self.worker_buffer_size
-                )
+                ),
+                worker_init_fn=_init_worker,
             )
         return ds
+
+
+def _init_worker(worker_index: int, worker_count: int) -> None:
+    """Each worker process is one core's worth of work: OpenCV's own thread pool would oversubscribe."""
+    del worker_index, worker_count
+    cv2.setNumThreads(1)
 
 
 def make_codec(config: ml_collections.ConfigDict) -> HeatmapCodec:

@@ -46,10 +46,12 @@ class Augment:
 
 
 def read_image(record: dict[str, Any], max_reduction: float = 1.0) -> tuple[np.ndarray, int]:
-    """Decodes a record's image to RGB uint8, at 1/2, 1/4 or 1/8 size when `max_reduction` allows.
+    """Decodes a record's image to RGBX uint8, at 1/2, 1/4 or 1/8 size when `max_reduction` allows.
 
     Returns the image and its reduction factor. JPEGs go through libjpeg-turbo (simplejpeg), which
-    scales in the DCT and reports truncated or corrupt data; other formats through OpenCV.
+    scales in the DCT and reports truncated or corrupt data; other formats through OpenCV. The fourth
+    (padding) channel doubles the speed of OpenCV's bilinear warp, which has a SIMD path for 4
+    channels but not for 3; `warp_rgb` drops it after the warp.
     """
     where = f"{record['image_file']} (image {record['image_id']}, annotation {record['ann_id']})"
     data = record.get("image_bytes")
@@ -64,7 +66,7 @@ def read_image(record: dict[str, Any], max_reduction: float = 1.0) -> tuple[np.n
         factor = next((f for f in REDUCTIONS if f <= max_reduction), 1)
         try:
             image = simplejpeg.decode_jpeg(
-                data, colorspace="rgb", min_height=-(-h // factor), min_width=-(-w // factor)
+                data, colorspace="rgbx", min_height=-(-h // factor), min_width=-(-w // factor)
             )
         except ValueError as e:
             raise ImageError(f"corrupt or truncated JPEG {where}: {e}") from e
@@ -73,13 +75,18 @@ def read_image(record: dict[str, Any], max_reduction: float = 1.0) -> tuple[np.n
         image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
         if image is None:
             raise ImageError(f"not a readable image: {where}")
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGBA)
     if image.shape[:2] != (-(-h // factor), -(-w // factor)):
         raise ImageError(
             f"{where} is {image.shape[0] * factor}x{image.shape[1] * factor} (h x w) but its "
             f"annotation says {h}x{w}"
         )
     return image, factor
+
+
+def warp_rgb(image: np.ndarray, matrix: np.ndarray, output_size: tuple[int, int]) -> np.ndarray:
+    """The bilinear crop of an RGBX image from `read_image`, as RGB uint8 (h, w, 3)."""
+    return cv2.cvtColor(transforms.warp(image, matrix, output_size), cv2.COLOR_RGBA2RGB)
 
 
 def _reduced_to_full(factor: int) -> np.ndarray:
@@ -130,7 +137,7 @@ class TopDownSampler:
         if factor > 1:
             image_matrix = transforms.compose(image_matrix, _reduced_to_full(factor))
         sample = {
-            "image": transforms.warp(image, image_matrix, input_size),
+            "image": warp_rgb(image, image_matrix, input_size),
             **self._meta(record, center, scale, rotation, valid=True),
         }
         if self.with_targets:
