@@ -77,6 +77,22 @@ def predict_boxes(config, model, variables, mesh, image_file: str, boxes: np.nda
     return evaluate.predict(config, model, variables, instances, mesh)["keypoints"]
 
 
+def parse_boxes(values: list[str], width: int, height: int) -> np.ndarray:
+    """`--box` values "x,y,w,h" → (N, 4) boxes; none → the whole image as one person box."""
+    if not values:
+        return np.array([[0.0, 0.0, float(width), float(height)]])
+    boxes = []
+    for value in values:
+        try:
+            box = [float(v) for v in value.split(",")]
+        except ValueError:
+            box = []
+        if len(box) != 4 or box[2] <= 0 or box[3] <= 0:
+            raise ValueError(f"--box takes x,y,w,h with w, h > 0; got {value!r}")
+        boxes.append(box)
+    return np.array(boxes)
+
+
 def main(argv):
     del argv
     try:
@@ -84,10 +100,7 @@ def main(argv):
         image = cv2.imread(_IMAGE.value)
         if image is None:
             raise ValueError(f"cannot read image {_IMAGE.value}")
-        h, w = image.shape[:2]
-        boxes = np.array([[float(v) for v in b.split(",")] for b in _BOXES.value] or [[0, 0, w, h]])
-        if boxes.shape[1] != 4:
-            raise ValueError(f"--box takes x,y,w,h; got {_BOXES.value}")
+        boxes = parse_boxes(_BOXES.value, width=image.shape[1], height=image.shape[0])
         keypoints = predict_boxes(config, model, variables, mesh, _IMAGE.value, boxes)
     except (FileNotFoundError, ValueError, KeyError) as e:
         sys.exit(f"error: {e}")

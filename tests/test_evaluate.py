@@ -3,6 +3,7 @@
 import contextlib
 import io
 import json
+import re
 
 import jax.numpy as jnp
 import numpy as np
@@ -11,7 +12,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from testing_utils import run_module
 
-from hrnet_jax import coco_metric, config_lib, evaluate, nms
+from hrnet_jax import coco_metric, config_lib, evaluate, nms, predict
 from hrnet_jax.data import coco, transforms
 from hrnet_jax.data.heatmaps import HeatmapCodec
 
@@ -266,3 +267,17 @@ def test_rescoring_multiplies_box_score_by_confident_joint_mean():
     }
     results = evaluate.rescore_and_nms(preds, config)
     assert [r["score"] for r in results] == pytest.approx([0.45, 0.0])
+
+
+def test_predict_without_a_box_takes_the_whole_image():
+    np.testing.assert_array_equal(
+        predict.parse_boxes([], width=640, height=427), [[0, 0, 640, 427]]
+    )
+    boxes = predict.parse_boxes(["10,20,30.5,40", "0,0,1,1"], width=640, height=427)
+    np.testing.assert_array_equal(boxes, [[10, 20, 30.5, 40], [0, 0, 1, 1]])
+
+
+@pytest.mark.parametrize("value", ["10,20,30", "a,b,c,d", "1,2,0,4", "1,2,3,-4", ""])
+def test_predict_names_a_malformed_box(value):
+    with pytest.raises(ValueError, match=re.escape(f"got {value!r}")):
+        predict.parse_boxes([value], width=640, height=427)
