@@ -87,8 +87,8 @@ def parse_boxes(values: list[str], width: int, height: int) -> np.ndarray:
             box = [float(v) for v in value.split(",")]
         except ValueError:
             box = []
-        if len(box) != 4 or box[2] <= 0 or box[3] <= 0:
-            raise ValueError(f"--box takes x,y,w,h with w, h > 0; got {value!r}")
+        if len(box) != 4 or not np.all(np.isfinite(box)) or box[2] <= 0 or box[3] <= 0:
+            raise ValueError(f"--box takes finite x,y,w,h with w, h > 0; got {value!r}")
         boxes.append(box)
     return np.array(boxes)
 

@@ -277,7 +277,7 @@ def test_predict_without_a_box_takes_the_whole_image():
     np.testing.assert_array_equal(boxes, [[10, 20, 30.5, 40], [0, 0, 1, 1]])
 
 
-@pytest.mark.parametrize("value", ["10,20,30", "a,b,c,d", "1,2,0,4", "1,2,3,-4", ""])
+@pytest.mark.parametrize("value", ["10,20,30", "a,b,c,d", "1,2,0,4", "1,2,3,-4", "nan,2,3,4", ""])
 def test_predict_names_a_malformed_box(value):
     with pytest.raises(ValueError, match=re.escape(f"got {value!r}")):
         predict.parse_boxes([value], width=640, height=427)
