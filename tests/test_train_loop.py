@@ -230,6 +230,32 @@ def test_train_state_shapes_are_known_before_allocation(synthetic_root):
     assert abstract.params["final_layer"]["kernel"].shape == (1, 1, 4, 17)
 
 
+def test_one_device_checkpoint_evaluates_on_eight_devices_with_the_same_predictions(
+    synthetic_root, tmp_path
+):
+    """The other direction: trained (and evaluated) on one device, evaluated again on eight."""
+    workdir = tmp_path / "one_device"
+    common = (f"--config={TINY_CONFIG}", f"--config.data.root={synthetic_root}")
+    run_module(
+        "hrnet_jax.main", *common, f"--workdir={workdir}", "--config.train.num_epochs=1",
+        JAX_NUM_CPU_DEVICES=1,
+    )  # fmt: skip
+    (out,) = (workdir / "eval").iterdir()
+    metrics_1 = json.loads((out / "metrics.json").read_text())
+    results_1 = json.loads((out / "keypoints_results.json").read_text())
+    (out / "metrics.json").unlink()
+    (out / "keypoints_results.json").unlink()
+    run_module("hrnet_jax.evaluate", *common, f"--workdir={workdir}", JAX_NUM_CPU_DEVICES=8)
+    metrics_8 = json.loads((out / "metrics.json").read_text())
+    results_8 = json.loads((out / "keypoints_results.json").read_text())
+    assert metrics_8 == pytest.approx(metrics_1, abs=1e-6)
+    assert len(results_8) == len(results_1) > 0
+    for r1, r8 in zip(results_1, results_8, strict=True):
+        assert r1["image_id"] == r8["image_id"]
+        np.testing.assert_allclose(r8["keypoints"], r1["keypoints"], atol=1e-3)
+        assert r8["score"] == pytest.approx(r1["score"], abs=1e-5)
+
+
 def test_predict_cli_matches_the_evaluator_on_the_same_box(trained, tmp_path):
     """predict on a GT box gives the keypoints the evaluator wrote for that person."""
     config, workdir, result = trained
