@@ -53,29 +53,34 @@ def test_loss_decreases_over_training(trained):
     assert list((workdir / "eval" / str(result["step"])).glob("vis_*.png"))
 
 
-def test_eight_device_checkpoint_evaluates_on_one_device_with_the_same_ap(trained):
-    config, workdir, result = trained
-    out = workdir / "eval" / str(result["step"])
-    metrics_8 = json.loads((out / "metrics.json").read_text())
-    results_8 = json.loads((out / "keypoints_results.json").read_text())
+def _assert_reevaluation_agrees(out, workdir, data_root, num_devices: int) -> None:
+    """Evaluates `workdir`'s checkpoint again on `num_devices` devices: the same metrics and
+    predictions as the evaluation in `out`, not only the same (possibly trivial) AP."""
+    metrics = json.loads((out / "metrics.json").read_text())
+    results = json.loads((out / "keypoints_results.json").read_text())
     (out / "metrics.json").unlink()
     (out / "keypoints_results.json").unlink()
     run_module(
         "hrnet_jax.evaluate",
         f"--config={TINY_CONFIG}",
-        f"--config.data.root={config.data.root}",
+        f"--config.data.root={data_root}",
         f"--workdir={workdir}",
-        JAX_NUM_CPU_DEVICES=1,
+        JAX_NUM_CPU_DEVICES=num_devices,
     )
-    metrics_1 = json.loads((out / "metrics.json").read_text())
-    results_1 = json.loads((out / "keypoints_results.json").read_text())
-    assert metrics_1 == pytest.approx(metrics_8, abs=1e-6)
-    # The same predictions, not only the same (possibly trivial) AP.
-    assert len(results_1) == len(results_8) > 0
-    for r1, r8 in zip(results_1, results_8, strict=True):
-        assert r1["image_id"] == r8["image_id"]
-        np.testing.assert_allclose(r1["keypoints"], r8["keypoints"], atol=1e-3)
-        assert r1["score"] == pytest.approx(r8["score"], abs=1e-5)
+    metrics_again = json.loads((out / "metrics.json").read_text())
+    results_again = json.loads((out / "keypoints_results.json").read_text())
+    assert metrics_again == pytest.approx(metrics, abs=1e-6)
+    assert len(results_again) == len(results) > 0
+    for before, again in zip(results, results_again, strict=True):
+        assert again["image_id"] == before["image_id"]
+        np.testing.assert_allclose(again["keypoints"], before["keypoints"], atol=1e-3)
+        assert again["score"] == pytest.approx(before["score"], abs=1e-5)
+
+
+def test_eight_device_checkpoint_evaluates_on_one_device_with_the_same_ap(trained):
+    config, workdir, result = trained
+    out = workdir / "eval" / str(result["step"])
+    _assert_reevaluation_agrees(out, workdir, config.data.root, num_devices=1)
 
 
 def test_evaluate_cli_names_a_missing_checkpoint_or_step(trained, tmp_path):
@@ -235,25 +240,12 @@ def test_one_device_checkpoint_evaluates_on_eight_devices_with_the_same_predicti
 ):
     """The other direction: trained (and evaluated) on one device, evaluated again on eight."""
     workdir = tmp_path / "one_device"
-    common = (f"--config={TINY_CONFIG}", f"--config.data.root={synthetic_root}")
     run_module(
-        "hrnet_jax.main", *common, f"--workdir={workdir}", "--config.train.num_epochs=1",
-        JAX_NUM_CPU_DEVICES=1,
+        "hrnet_jax.main", f"--config={TINY_CONFIG}", f"--config.data.root={synthetic_root}",
+        f"--workdir={workdir}", "--config.train.num_epochs=1", JAX_NUM_CPU_DEVICES=1,
     )  # fmt: skip
     (out,) = (workdir / "eval").iterdir()
-    metrics_1 = json.loads((out / "metrics.json").read_text())
-    results_1 = json.loads((out / "keypoints_results.json").read_text())
-    (out / "metrics.json").unlink()
-    (out / "keypoints_results.json").unlink()
-    run_module("hrnet_jax.evaluate", *common, f"--workdir={workdir}", JAX_NUM_CPU_DEVICES=8)
-    metrics_8 = json.loads((out / "metrics.json").read_text())
-    results_8 = json.loads((out / "keypoints_results.json").read_text())
-    assert metrics_8 == pytest.approx(metrics_1, abs=1e-6)
-    assert len(results_8) == len(results_1) > 0
-    for r1, r8 in zip(results_1, results_8, strict=True):
-        assert r1["image_id"] == r8["image_id"]
-        np.testing.assert_allclose(r8["keypoints"], r1["keypoints"], atol=1e-3)
-        assert r8["score"] == pytest.approx(r1["score"], abs=1e-5)
+    _assert_reevaluation_agrees(out, workdir, synthetic_root, num_devices=8)
 
 
 def test_predict_cli_matches_the_evaluator_on_the_same_box(trained, tmp_path):
