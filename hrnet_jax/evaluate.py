@@ -187,20 +187,28 @@ def _draw(results, annotations, image_dir, out: pathlib.Path, count: int) -> Non
         visualize.save_png(out / f"vis_{image_id}.png", visualize.draw_skeletons(image, keypoints))
 
 
-def restore_and_evaluate(config, workdir, step: int | None = None) -> dict[str, float]:
-    """The CLI's path: restore params and BN statistics into this process's devices, evaluate."""
-    mesh = parallel.make_mesh()
-    model = models.create_model(config.model)
+def restore_replicated(
+    checkpoints: checkpoint.Checkpoints, config, model, mesh, step: int
+) -> tuple[dict, int]:
+    """Params and BN statistics of checkpoint `step`, replicated over `mesh` whatever devices
+    the run was trained on."""
     x = jnp.zeros((1, *config.input_size, 3))
     shapes = jax.eval_shape(model.init, jax.random.key(0), x)
     sharding = parallel.replicated(mesh)
     abstract = jax.tree.map(
         lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes
     )
+    return checkpoints.restore_variables(dict(abstract), config, step)
+
+
+def restore_and_evaluate(config, workdir, step: int | None = None) -> dict[str, float]:
+    """The CLI's path: restore params and BN statistics into this process's devices, evaluate."""
+    mesh = parallel.make_mesh()
+    model = models.create_model(config.model)
     step = checkpoint.require_step(workdir, step)
     checkpoints = checkpoint.Checkpoints(workdir, use_async=False)
     try:
-        variables, step = checkpoints.restore_variables(dict(abstract), config, step)
+        variables, step = restore_replicated(checkpoints, config, model, mesh, step)
     finally:
         checkpoints.close()
     return evaluate(config, model, variables, mesh, workdir, step)

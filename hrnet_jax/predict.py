@@ -12,8 +12,6 @@ import json
 import sys
 
 import cv2
-import jax
-import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import app, flags
@@ -39,14 +37,7 @@ def load_run(workdir: str, step: int | None = None):
         config = config_lib.from_saved(saved.config)
         mesh = parallel.make_mesh()
         model = models.create_model(config.model)
-        shapes = jax.eval_shape(
-            model.init, jax.random.key(0), jnp.zeros((1, *config.input_size, 3))
-        )
-        sharding = parallel.replicated(mesh)
-        abstract = jax.tree.map(
-            lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes
-        )
-        variables, _ = checkpoints.restore_variables(dict(abstract), config, step)
+        variables, _ = evaluate.restore_replicated(checkpoints, config, model, mesh, step)
     finally:
         checkpoints.close()
     return config, model, variables, mesh
