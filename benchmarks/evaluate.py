@@ -14,14 +14,15 @@ import time
 
 import jax
 import numpy as np
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 
 from benchmarks import common
-from hrnet_jax import coco_metric, config_lib, evaluate, models, parallel, runtime
-from hrnet_jax.data import pipeline, sources
+from hrnet_jax import cli, coco_metric, config_lib, parallel, runtime
+from hrnet_jax.data import sources
+from hrnet_jax.evaluator import rescore_and_nms
+from hrnet_jax.predictor import Predictor
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
+_CONFIG = cli.ConfigFlag()
 _DATA = flags.DEFINE_string(
     "data",
     str(pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "coco_mini"),
@@ -30,36 +31,34 @@ _DATA = flags.DEFINE_string(
 _APPEND = flags.DEFINE_bool("append", False, "Append the result to BENCHMARKS.md.")
 
 
-def main(argv):
-    del argv
-    config = config_lib.validate(_CONFIG.value)
+def main():
+    config = _CONFIG.value.as_configdict()
     config.data.root = _DATA.value
     config.data.annotation_file = "annotations/person_keypoints_mini.json"
     config.data.image_dir = "images"
     config.eval.use_gt_bbox = False
     config.eval.det_file = "person_detection_results/COCO_mini_detections_AP_H_56_person.json"
     config.eval.batch_size_per_device = min(config.eval.batch_size_per_device, 16)
+    config = config_lib.check(config)
     runtime.configure(config.xla)
     mesh = parallel.make_mesh()
-    model = models.create_model(config.model)
-    init = jax.jit(model.init, out_shardings=parallel.replicated(mesh))
-    variables = init(jax.random.key(0), np.zeros((1, *config.input_size, 3), np.float32))
-    instances = sources.load_instances(config, config.data.val_split, train=False)
-    evaluate.predict(config, model, variables, instances.select(np.arange(1)), mesh)  # compile
+    predictor = Predictor(config, mesh)
+    init = jax.jit(predictor.model.init, out_shardings=parallel.replicated(mesh))
+    predictor.variables = init(jax.random.key(0), np.zeros((1, *config.input_size, 3), np.float32))
+    instances, _ = sources.load_instances(config, config.data.val_split, train=False)
+    predictor.predict(instances.select(np.arange(1)))  # compile
 
     start = time.perf_counter()
-    preds = evaluate.predict(config, model, variables, instances, mesh)
+    preds = predictor.predict(instances)
     predict_s = time.perf_counter() - start
     heatmaps = np.random.default_rng(0).random(
         (len(instances), *config.heatmap_size, config.model.num_joints), np.float32
     )
     start = time.perf_counter()
-    pipeline.make_codec(config).decode(
-        heatmaps, config.codec.decoding, config.codec.blur_kernel_size
-    )
+    predictor.codec.decode(heatmaps)
     decode_s = time.perf_counter() - start
     start = time.perf_counter()
-    results = evaluate.rescore_and_nms(preds, config)
+    results = rescore_and_nms(preds, config.eval)
     nms_s = time.perf_counter() - start
     start = time.perf_counter()
     annotations, _ = sources.split_paths(config, config.data.val_split)
@@ -82,4 +81,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, config=_CONFIG)

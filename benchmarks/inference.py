@@ -9,36 +9,37 @@ import time
 
 import jax
 import numpy as np
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 
 from benchmarks import common
-from hrnet_jax import config_lib, evaluate, models, parallel, runtime
+from hrnet_jax import cli, config_lib, parallel, runtime
+from hrnet_jax.predictor import Predictor
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
+_CONFIG = cli.ConfigFlag()
 _BATCH = flags.DEFINE_integer("batch", 8, "Images per device.")
 _DTYPE = flags.DEFINE_enum("dtype", "fp32", ["fp32", "bf16"], "Compute dtype (params stay fp32).")
 _STEPS = flags.DEFINE_integer("steps", 3, "Timed batches (after one warm-up batch).")
 _APPEND = flags.DEFINE_bool("append", False, "Append the result to BENCHMARKS.md.")
 
 
-def images_per_second(config, model, variables, mesh, images, flip: bool) -> float:
+def images_per_second(config, mesh, variables, images, flip: bool) -> float:
+    config = config.as_configdict()
     config.eval.flip_test = flip
-    infer = evaluate.make_inference(model, config, mesh)
-    jax.block_until_ready(infer(variables, images))  # compile and warm up
+    predictor = Predictor(config_lib.check(config), mesh, variables)
+    jax.block_until_ready(predictor.heatmaps(images))  # compile and warm up
     start = time.perf_counter()
     for _ in range(_STEPS.value):
-        jax.block_until_ready(infer(variables, images))
+        jax.block_until_ready(predictor.heatmaps(images))
     return _STEPS.value * images.shape[0] / (time.perf_counter() - start)
 
 
-def main(argv):
-    del argv
-    config = config_lib.validate(_CONFIG.value)
+def main():
+    config = _CONFIG.value.as_configdict()
     config.model.dtype = {"fp32": "float32", "bf16": "bfloat16"}[_DTYPE.value]
+    config = config_lib.check(config)
     runtime.configure(config.xla)
     mesh = parallel.make_mesh()
-    model = models.create_model(config.model)
+    model = Predictor(config, mesh).model
     init = jax.jit(model.init, out_shardings=parallel.replicated(mesh))
     variables = init(jax.random.key(0), np.zeros((1, *config.input_size, 3), np.float32))
     batch = _BATCH.value * mesh.size
@@ -50,11 +51,11 @@ def main(argv):
         "dtype": _DTYPE.value,
         "devices": mesh.size,
         "batch_per_device": _BATCH.value,
-        "img_per_s": round(images_per_second(config, model, variables, mesh, images, False), 2),
-        "img_per_s_flip": round(images_per_second(config, model, variables, mesh, images, True), 2),
+        "img_per_s": round(images_per_second(config, mesh, variables, images, False), 2),
+        "img_per_s_flip": round(images_per_second(config, mesh, variables, images, True), 2),
     }
     common.report(result, _APPEND.value)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, config=_CONFIG)

@@ -18,14 +18,13 @@ import time
 
 import cv2
 import numpy as np
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 
 from benchmarks import common
-from hrnet_jax import config_lib
+from hrnet_jax import cli, config_lib
 from hrnet_jax.data import coco, pipeline
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
+_CONFIG = cli.ConfigFlag()
 _DATA = flags.DEFINE_string(
     "data",
     str(pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "coco_mini"),
@@ -65,10 +64,10 @@ def _timed_pass(instances, sampler, num_batches: int) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def main(argv):
-    del argv
-    config = config_lib.validate(_CONFIG.value)
+def main():
+    config = _CONFIG.value.as_configdict()
     config.data.reduced_decode = _REDUCED.value
+    config = config_lib.check(config)
     root = pathlib.Path(_DATA.value)
     instances, _ = coco.gt_instances(
         root / "annotations" / "person_keypoints_mini.json",
@@ -96,4 +95,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, config=_CONFIG)

@@ -13,13 +13,12 @@ import time
 
 import jax
 import numpy as np
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 
 from benchmarks import common
-from hrnet_jax import config_lib, models, parallel, runtime, train
+from hrnet_jax import cli, config_lib, models, parallel, runtime, train
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
+_CONFIG = cli.ConfigFlag()
 _BATCH = flags.DEFINE_integer("batch_per_device", 8, "Images per device.")
 _DTYPE = flags.DEFINE_enum("dtype", "fp32", ["fp32", "bf16"], "Compute dtype (params stay fp32).")
 _STEPS = flags.DEFINE_integer("steps", 5, "Timed steps (after one warm-up step).")
@@ -36,10 +35,10 @@ def random_batch(config, batch: int) -> dict[str, np.ndarray]:
     }
 
 
-def main(argv):
-    del argv
-    config = config_lib.validate(_CONFIG.value)
+def main():
+    config = _CONFIG.value.as_configdict()
     config.model.dtype = {"fp32": "float32", "bf16": "bfloat16"}[_DTYPE.value]
+    config = config_lib.check(config)
     runtime.configure(config.xla)
     mesh = parallel.make_mesh()
     global_batch = _BATCH.value * mesh.size
@@ -81,4 +80,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, config=_CONFIG)

@@ -10,9 +10,16 @@ from typing import Any
 
 import numpy as np
 from absl import logging
+from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from hrnet_jax.data import coco
+from hrnet_jax.errors import UserError
+
+
+class ResultsError(UserError, ValueError):
+    """A results file that COCOeval cannot score; the message names the file and the entry."""
+
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 
@@ -25,16 +32,16 @@ def read_results(path: str | pathlib.Path) -> list[dict[str, Any]]:
     try:
         results = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not a valid JSON file ({e})") from e
+        raise ResultsError(f"{path}: not a valid JSON file ({e})") from e
     if not isinstance(results, list):
-        raise ValueError(
+        raise ResultsError(
             f"{path}: expected a list of keypoint results, got {type(results).__name__}"
         )
     for i, r in enumerate(results):
         if not isinstance(r, dict) or not {"image_id", "keypoints", "score"} <= r.keys():
-            raise ValueError(f"{path}: result #{i} lacks image_id, keypoints or score")
+            raise ResultsError(f"{path}: result #{i} lacks image_id, keypoints or score")
         if len(r["keypoints"]) != coco.NUM_JOINTS * 3:
-            raise ValueError(
+            raise ResultsError(
                 f"{path}: result #{i} has {len(r['keypoints'])} keypoint numbers, "
                 f"expected {coco.NUM_JOINTS * 3}"
             )
@@ -47,15 +54,24 @@ def write_results(path: str | pathlib.Path, results: list[dict[str, Any]]) -> No
     path.write_text(json.dumps(results))
 
 
-def keypoint_ap(annotation_file: str | pathlib.Path, results: list[dict[str, Any]]) -> dict:
-    """The ten COCOeval keypoint stats by name; all 0 (with a warning) when there are no results."""
-    gt = coco.load_coco(annotation_file)
+def keypoint_ap(
+    annotations: COCO | str | pathlib.Path,
+    results: list[dict[str, Any]],
+    name: str | pathlib.Path | None = None,
+) -> dict:
+    """The ten COCOeval keypoint stats by name; all 0 (with a warning) when there are no results.
+
+    `annotations` is the GT annotation file or a COCO object parsed from `name`."""
+    if isinstance(annotations, COCO):
+        gt, annotation_file = annotations, name or "the annotations"
+    else:
+        gt, annotation_file = coco.load_coco(annotations), annotations
     if not results:
         logging.warning("no keypoint results to evaluate: every metric is 0")
         return dict.fromkeys(STAT_NAMES, 0.0)
     unknown = sorted({r["image_id"] for r in results} - set(gt.getImgIds()))
     if unknown:
-        raise ValueError(
+        raise ResultsError(
             f"{len(unknown)} image ids of the results are not in {annotation_file}: {unknown[:10]}"
         )
     # Without a `bbox` key, loadRes derives each result's area from its keypoints' extent.

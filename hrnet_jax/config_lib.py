@@ -8,11 +8,17 @@ Config files in `configs/` start from `recipe()` and change what their variant c
 
 from __future__ import annotations
 
+import ast
 import difflib
 import importlib.util
 import pathlib
+from collections.abc import Sequence
 
 import ml_collections
+
+from hrnet_jax.errors import ConfigError
+
+OUTPUT_STRIDE = 4  # HRNet's heatmaps: the stem's two stride-2 convolutions
 
 COCO_FLIP_PAIRS = ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16))
 
@@ -164,7 +170,7 @@ def hrnet_w(width: int, input_size: tuple[int, int], sigma: float) -> ml_collect
     c = recipe()
     c.model = hrnet_model(width)
     c.input_size = tuple(input_size)
-    c.heatmap_size = (input_size[0] // 4, input_size[1] // 4)
+    c.heatmap_size = (input_size[0] // OUTPUT_STRIDE, input_size[1] // OUTPUT_STRIDE)
     c.codec.sigma = sigma
     return c
 
@@ -179,13 +185,204 @@ def _check_keys(config, schema, prefix: str) -> None:
     for key in config:
         name = f"{prefix}{key}"
         if key not in schema:
-            close = difflib.get_close_matches(key, list(schema.keys()), n=1)
-            hint = f"; did you mean {prefix}{close[0]!r}?" if close else ""
-            raise KeyError(f"unknown config key {name!r}{hint}")
+            raise ConfigError(f"unknown config key {name!r}{_suggestion(name)}")
         if isinstance(config[key], ml_collections.ConfigDict):
             if not isinstance(schema[key], ml_collections.ConfigDict):
-                raise TypeError(f"config key {name!r} is a section, the recipe has a value there")
+                raise ConfigError(f"config key {name!r} is a section, the recipe has a value there")
             _check_keys(config[key], schema[key], f"{name}.")
+
+
+def _dotted_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in config.items():
+        keys.append(f"{prefix}{key}")
+        if isinstance(value, ml_collections.ConfigDict):
+            keys += _dotted_keys(value, f"{prefix}{key}.")
+    return keys
+
+
+def _suggestion(name: str) -> str:
+    close = difflib.get_close_matches(name, _dotted_keys(recipe()), n=1, cutoff=0.8)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+# Value choices, and the spellings people reach for.
+CHOICES = {
+    "model.dtype": ("float32", "bfloat16", "float16"),
+    "model.param_dtype": ("float32", "bfloat16"),
+    "model.conv_weight_grad": ("auto", "row_shift", "xla"),
+    "data.format": ("folder", "array_record"),
+    "data.target_dtype": ("float32", "bfloat16"),
+    "train.optimizer": ("adam", "adamw"),
+}
+_ALIASES = {
+    "bf16": "bfloat16",
+    "fp32": "float32",
+    "f32": "float32",
+    "fp16": "float16",
+    "f16": "float16",
+}
+POSITIVE = (
+    "train.global_batch_size",
+    "train.log_every_steps",
+    "train.checkpoint_every_steps",
+    "train.keep_checkpoints",
+    "eval.batch_size_per_device",
+)
+NON_NEGATIVE = (
+    "train.num_epochs",
+    "train.eval_every_epochs",
+    "train.warmup_steps",
+    "eval.num_visualize",
+)
+
+
+def check(config: ml_collections.ConfigDict) -> ml_collections.FrozenConfigDict:
+    """Everything a config can get wrong by itself, all reported at once (one line per problem,
+    naming the keys and the fix); returns the config read-only."""
+    validate(config)
+    problems = []
+    for key, choices in CHOICES.items():
+        value = _get(config, key)
+        if value not in choices:
+            alias = _ALIASES.get(str(value).lower())
+            fix = f" (write {alias!r})" if alias in choices else ""
+            problems.append(f"{key} is {value!r}; expected one of {', '.join(choices)}{fix}")
+    for key in POSITIVE:
+        if not _get(config, key) > 0:
+            problems.append(f"{key} is {_get(config, key)!r}; it must be > 0")
+    for key in NON_NEGATIVE:
+        if not _get(config, key) >= 0:
+            problems.append(f"{key} is {_get(config, key)!r}; it must be >= 0")
+    problems += _geometry_problems(config)
+    problems += _joint_problems(config)
+    if config.data.format == "array_record" and not config.data.packed_dir:
+        problems.append(
+            "data.format is 'array_record' but data.packed_dir is empty: name the shards' folder"
+        )
+    from hrnet_jax import models
+    from hrnet_jax.data.heatmaps import HeatmapCodec
+
+    for build in (
+        lambda: models.stage_specs(config.model),
+        lambda: HeatmapCodec.from_config(config),
+    ):
+        try:
+            build()
+        except ConfigError as e:
+            problems.append(str(e))
+    if problems:
+        raise ConfigError(
+            "\n".join(problems)
+            if len(problems) == 1
+            else "the config has problems:\n  " + "\n  ".join(problems)
+        )
+    return ml_collections.FrozenConfigDict(config)
+
+
+def _geometry_problems(config) -> list[str]:
+    sizes = (tuple(config.input_size), tuple(config.heatmap_size))
+    if any(len(s) != 2 or not all(isinstance(v, int) and v > 0 for v in s) for s in sizes):
+        return [
+            f"input_size {sizes[0]} and heatmap_size {sizes[1]} must each be two positive integers (h, w)"
+        ]
+    (ih, iw), (hh, hw) = sizes
+    problems = []
+    lowest = OUTPUT_STRIDE * 2 ** (config.model.stage4.num_branches - 1)
+    if ih % lowest or iw % lowest:
+        problems.append(
+            f"input_size {sizes[0]} must be multiples of {lowest} (the lowest branch's stride) "
+            "for HRNet's branches to fuse"
+        )
+    if (ih, iw) != (hh * OUTPUT_STRIDE, hw * OUTPUT_STRIDE):
+        problems.append(
+            f"input_size {sizes[0]} is not {OUTPUT_STRIDE}x heatmap_size {sizes[1]} (HRNet's output "
+            f"stride): set heatmap_size to ({ih // OUTPUT_STRIDE}, {iw // OUTPUT_STRIDE}) or input_size "
+            f"to ({hh * OUTPUT_STRIDE}, {hw * OUTPUT_STRIDE})"
+        )
+    return problems
+
+
+def _joint_problems(config) -> list[str]:
+    k = config.model.num_joints
+    problems = []
+    if k < 1:
+        return [f"model.num_joints is {k}; it must be >= 1"]
+    bad = [
+        tuple(p) for p in config.data.flip_pairs if len(p) != 2 or not all(0 <= j < k for j in p)
+    ]
+    if bad:
+        problems.append(
+            f"data.flip_pairs {bad} name joints outside 0..{k - 1} (model.num_joints is {k})"
+        )
+    bad = [j for j in config.augment.upper_body_ids if not 0 <= j < k]
+    if bad:
+        problems.append(
+            f"augment.upper_body_ids {bad} are outside 0..{k - 1} (model.num_joints is {k})"
+        )
+    return problems
+
+
+def _get(config, dotted: str):
+    for part in dotted.split("."):
+        config = config[part]
+    return config
+
+
+def apply_override(config: ml_collections.ConfigDict, dotted: str, text: str | None) -> None:
+    """Sets `dotted` (e.g. "train.learning_rate") from command-line text, parsed by the field's type."""
+    node, parts = config, dotted.split(".")
+    for i, part in enumerate(parts):
+        if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+            raise ConfigError(f"unknown config key {dotted!r}{_suggestion(dotted)}")
+        if i < len(parts) - 1:
+            node = node[part]
+    current = node[parts[-1]]
+    if isinstance(current, ml_collections.ConfigDict):
+        fields = ", ".join(current.keys())
+        raise ConfigError(f"config key {dotted!r} is a section; set one of its fields ({fields})")
+    value = _parse_value(dotted, text, current)
+    try:
+        node[parts[-1]] = value
+    except TypeError as e:
+        raise ConfigError(f"--config.{dotted}={text}: {e}") from None
+
+
+def _parse_value(name: str, text: str | None, current):
+    if text is None:
+        if isinstance(current, bool):
+            return True
+        raise ConfigError(f"--config.{name} needs a value: --config.{name}=VALUE")
+    expected = None
+    if isinstance(current, bool):
+        words = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+        if text.lower() in words:
+            return words[text.lower()]
+        expected = "true or false"
+    elif isinstance(current, int):
+        try:
+            return int(text)
+        except ValueError:
+            expected = "an integer"
+    elif isinstance(current, float):
+        try:
+            return float(text)
+        except ValueError:
+            expected = "a number"
+    elif isinstance(current, str):
+        return text
+    else:
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text if current is None else None
+        if isinstance(current, tuple | list):
+            if isinstance(value, tuple | list):
+                return _tuples(list(value))
+            expected = "a tuple such as '({})'".format(",".join(map(str, current)))
+        else:
+            return value
+    raise ConfigError(f"--config.{name}={text}: expected {expected}")
 
 
 def from_saved(saved: dict) -> ml_collections.ConfigDict:
@@ -195,7 +392,9 @@ def from_saved(saved: dict) -> ml_collections.ConfigDict:
     def fill(section, values, prefix=""):
         for key, value in values.items():
             if key not in section:
-                raise KeyError(f"saved config has {prefix}{key}, which this version does not know")
+                raise ConfigError(
+                    f"saved config has {prefix}{key}, which this version does not know"
+                )
             if isinstance(value, dict):
                 fill(section[key], value, f"{prefix}{key}.")
             else:
@@ -206,16 +405,25 @@ def from_saved(saved: dict) -> ml_collections.ConfigDict:
 
 
 def _tuples(value):
-    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+    return tuple(_tuples(v) for v in value) if isinstance(value, list | tuple) else value
 
 
-def load_config(path: str | pathlib.Path, arg: str | None = None) -> ml_collections.ConfigDict:
-    """Loads `get_config()` from a config file outside of absl flags (tools, tests, notebooks)."""
+def load_config(
+    path: str | pathlib.Path, overrides: Sequence[tuple[str, str | None]] = ()
+) -> ml_collections.ConfigDict:
+    """`get_config()` of a config file (`FILE:ARG` passes ARG), with command-line style overrides;
+    key-checked but still writable (tests and notebooks change it; `check` makes it read-only)."""
+    path, _, arg = str(path).partition(":")
     path = pathlib.Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} does not exist")
     spec = importlib.util.spec_from_file_location(f"hrnet_config_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    config = module.get_config(arg) if arg is not None else module.get_config()
-    return validate(config)
+    if not hasattr(module, "get_config"):
+        raise ConfigError(f"config file {path} has no get_config() function")
+    config = module.get_config(arg) if arg else module.get_config()
+    validate(config)
+    for key, text in overrides:
+        apply_override(config, key, text)
+    return config

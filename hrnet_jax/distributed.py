@@ -12,6 +12,8 @@ import os
 import jax
 from absl import logging
 
+from hrnet_jax.errors import UserError
+
 
 def _env_int(name: str) -> int | None:
     value = os.environ.get(name)
@@ -50,7 +52,7 @@ def initialize(
     if not (explicit or force or cluster_detected()):
         return False
     if explicit and (num_processes is None or process_id is None):
-        raise ValueError(
+        raise UserError(
             "--coordinator_address needs --num_processes and --process_id (or HRNET_NUM_PROCESSES "
             "and HRNET_PROCESS_ID)"
         )

@@ -7,12 +7,11 @@ Rerunning with the same workdir resumes from its latest complete checkpoint. Sev
 --num_processes and --process_id (see launch/README.md).
 """
 
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 
-from hrnet_jax import config_lib, distributed, metrics, runtime, train_loop
+from hrnet_jax import cli, distributed, runtime, train_loop
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
+_CONFIG = cli.ConfigFlag()
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.")
 _COORDINATOR = flags.DEFINE_string(
     "coordinator_address", None, "host:port of process 0, for multi-process runs."
@@ -30,11 +29,8 @@ _DISTRIBUTED = flags.DEFINE_bool(
 )
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    metrics.quiet_library_logs()
-    config = config_lib.validate(_CONFIG.value)
+def main() -> None:
+    config = _CONFIG.value
     runtime.configure(config.xla)
     distributed.initialize(
         _COORDINATOR.value,
@@ -48,5 +44,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    flags.mark_flags_as_required(["config", "workdir"])
-    app.run(main)
+    cli.run(main, config=_CONFIG, required=["workdir"])

@@ -19,6 +19,7 @@ import optax
 from jax.sharding import PartitionSpec as P
 
 from hrnet_jax import models
+from hrnet_jax.errors import ConfigError
 from hrnet_jax.parallel import DATA_AXIS, replicated
 
 # What the step needs of a batch; the rest (center, scale, ids) stays on the host.
@@ -31,7 +32,6 @@ class TrainState:
     params: Any
     batch_stats: Any
     opt_state: Any
-    rng: jax.Array  # raw key data (uint32), for stochastic layers; checkpoints store it as is
 
 
 def learning_rate_schedule(
@@ -69,7 +69,7 @@ def create_optimizer(
             mask=mask,
         )
     else:
-        raise ValueError(f"train.optimizer is {train.optimizer!r}; expected 'adam' or 'adamw'")
+        raise ConfigError(f"train.optimizer is {train.optimizer!r}; expected 'adam' or 'adamw'")
     if train.grad_clip_norm > 0:
         tx = optax.chain(optax.clip_by_global_norm(train.grad_clip_norm), tx)
     return tx
@@ -82,14 +82,13 @@ def joints_mse(pred: jax.Array, target: jax.Array, weight: jax.Array) -> jax.Arr
 
 
 def _init(model: nn.Module, tx, input_size: tuple[int, int], rng: jax.Array) -> TrainState:
-    init_rng, state_rng = jax.random.split(rng)
+    init_rng, _ = jax.random.split(rng)  # split as before, so a seed keeps its initial weights
     variables = model.init(init_rng, jnp.zeros((1, *input_size, 3), jnp.float32))
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         params=variables["params"],
         batch_stats=variables["batch_stats"],
         opt_state=tx.init(variables["params"]),
-        rng=jax.random.key_data(state_rng),
     )
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
+import json
 import math
 import pathlib
 import signal
@@ -19,13 +21,15 @@ import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
 
-from hrnet_jax import checkpoint, config_lib, evaluate, models, parallel, train
+from hrnet_jax import checkpoint, coco_metric, config_lib, logs, models, parallel, train
 from hrnet_jax.data import pipeline, sources
-from hrnet_jax.metrics import MetricWriter
+from hrnet_jax.errors import USER_ERRORS, ConfigError, EvaluationError, UserError
+from hrnet_jax.evaluator import Evaluator
+from hrnet_jax.metrics import MetricWriter, log_train
 from hrnet_jax.models import summary
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(UserError, FloatingPointError):
     """Training diverged; the message names the step and the last good checkpoint."""
 
 
@@ -40,33 +44,47 @@ class Window:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
-    """Trains (resuming from WORKDIR/checkpoints when there is a checkpoint); returns last metrics."""
-    config = config_lib.validate(config)
-    workdir = pathlib.Path(workdir)
+    """Trains (resuming from WORKDIR/checkpoints when there is a checkpoint); returns last metrics.
 
+    Everything that can be checked is checked before the first step: the config, the workdir, the
+    devices, the train and val data. A step due for evaluation is saved first, so a failing
+    evaluation never costs its checkpoint. SIGTERM and a first Ctrl-C save the current step and
+    return; a second Ctrl-C aborts.
+    """
+    config = config_lib.check(config)
+    workdir = _prepare_workdir(pathlib.Path(workdir))
+    main_process = jax.process_index() == 0
+    if main_process:
+        (workdir / "config.json").write_text(config.to_json_best_effort(indent=1) + "\n")
+    with logs.to_file(workdir / "train.log", enabled=main_process), contextlib.ExitStack() as stack:
+        return _train(config, workdir, stack)
+
+
+def _train(config, workdir: pathlib.Path, stack: contextlib.ExitStack) -> dict:
     # ---- Setup: devices and batch sizes --------------------------------------------------------
     mesh = parallel.make_mesh()
     global_batch = config.train.global_batch_size
     if global_batch % mesh.size:
-        raise ValueError(
-            f"train.global_batch_size={global_batch} is not divisible by the {mesh.size} devices"
+        raise ConfigError(
+            f"train.global_batch_size is {global_batch}, not divisible by the {mesh.size} devices: "
+            f"use a multiple of {mesh.size}"
         )
-    logging.info("config:\n%s", config)
     logging.info(
-        "%d processes, %d devices (%s); global batch %d = %d per device",
+        "%d processes, %d devices (%s); global batch %d = %d per device; config in %s",
         jax.process_count(),
         mesh.size,
         jax.devices()[0].device_kind,
         global_batch,
         global_batch // mesh.size,
+        workdir / "config.json",
     )
 
-    # ---- Data ----------------------------------------------------------------------------------
+    # ---- Data: train and val, both checked now --------------------------------------------------
     if jax.process_index() == 0:
         sources.ensure_synthetic(config)
     if jax.process_count() > 1:
         multihost_utils.sync_global_devices("data ready")
-    instances = sources.load_instances(config, config.data.train_split, train=True)
+    instances, _ = sources.load_instances(config, config.data.train_split, train=True)
     steps_per_epoch = len(instances) // global_batch
     total_steps = steps_per_epoch * config.train.num_epochs
     data = pipeline.train_iterator(
@@ -79,6 +97,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         process_index=jax.process_index(),
         process_count=jax.process_count(),
     )
+    stack.callback(data.close)
+    evaluator = Evaluator(config, mesh)
+
+    def eval_due(step: int) -> bool:
+        every, epoch_end = config.train.eval_every_epochs, step % steps_per_epoch == 0
+        return step == total_steps or (
+            epoch_end and every > 0 and (step // steps_per_epoch) % every == 0
+        )
 
     # ---- Model and optimizer -------------------------------------------------------------------
     model = models.create_model(
@@ -94,6 +120,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         every_steps=config.train.checkpoint_every_steps,
         keep=config.train.keep_checkpoints,
     )
+    stack.callback(checkpoints.close)
+    stack.callback(checkpoints.wait)  # runs first: pending saves complete, even on an error
     if checkpoints.latest_step() is not None:
         abstract = train.abstract_state(model, tx, config.input_size, mesh)
         state, data_state, step = checkpoints.restore(abstract, config)
@@ -101,13 +129,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         logging.info("resumed from %s at step %d", checkpoints.directory, step)
     else:
         state = train.init_state(model, tx, config.input_size, config.seed, mesh)
-        state = _init_from(state, config)
+        state = _init_from(state, config, model, mesh)
         state = _init_from_torch(state, config, mesh)
     step_fn = train.compile_train_step(model, tx, schedule, config, mesh)
 
     # ---- Loop ----------------------------------------------------------------------------------
     first_step = int(state.step)
-    writer = MetricWriter(workdir, total_steps, first_step)
+    writer = MetricWriter(workdir, first_step)
+    stack.callback(writer.close)
     logging.info(
         "%d instances, %d steps per epoch, steps %d..%d of %d",
         len(instances),
@@ -116,10 +145,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         total_steps,
         total_steps,
     )
-    eval_model = models.create_model(config.model)  # no cross-device BN axis at inference
-    window, pending, last, last_eval = Window(), None, {}, {}
-    skipped = 0
-    with _preemption_flag() as preempted:
+    evaluation = functools.partial(_evaluate, evaluator, checkpoints, writer, workdir, config)
+    last, last_eval = (
+        {},
+        _resume_evaluation(first_step, total_steps, eval_due, evaluation, state, checkpoints),
+    )
+    window, pending, skipped = Window(), None, 0
+    with _stop_signals() as stop_request:
         for step in range(first_step, total_steps):
             t0 = time.perf_counter()
             batch = next(data)
@@ -131,12 +163,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                 _check_finite(*pending, window, checkpoints)
             pending = (step, metrics)
             done = step + 1
-            writer.advance()
 
             epoch_end = done % steps_per_epoch == 0
             log_due = done % config.train.log_every_steps == 0 or done == total_steps
-            save_due = checkpoints.manager.should_save(done) or done == total_steps
-            stop = _preemption_requested(preempted, checkpoints, done)
+            evaluate_now = eval_due(done)
+            save_due = checkpoints.should_save(done) or evaluate_now
+            stop = _stop_requested(stop_request, checkpoints, done)
             if log_due or save_due or epoch_end or stop:
                 _check_finite(*pending, window, checkpoints)  # never save a diverged state
                 pending = None
@@ -150,34 +182,73 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                 )
                 writer.write(done, {"skipped_records": skipped}, prefix="data")
                 skipped = 0
-            eval_every = config.train.eval_every_epochs
-            eval_due = done == total_steps or (
-                epoch_end and eval_every > 0 and (done // steps_per_epoch) % eval_every == 0
-            )
-            ap = None
-            if eval_due:
-                variables = {"params": state.params, "batch_stats": state.batch_stats}
-                last_eval = evaluate.evaluate(
-                    config, eval_model, variables, mesh, workdir, done, writer
-                )
-                ap = {"AP": last_eval["AP"]}
-            if save_due or stop or eval_due:
-                force = stop or eval_due or done == total_steps
-                checkpoints.save(done, state, data.get_state(), config, metrics=ap, force=force)
+            if save_due or stop:  # before evaluating: a failed evaluation keeps the step
+                checkpoints.save(done, state, data.get_state(), config, force=True)
+                logging.info("checkpoint: step %d -> %s", done, checkpoints.directory / str(done))
+            if evaluate_now:
+                last_eval = evaluation(state, done)
             if stop:
-                logging.warning("preempted: saved step %d, exiting", done)
+                logging.warning(
+                    "%s: saved step %d, exiting; rerun the same command to resume",
+                    stop_request.reason,
+                    done,
+                )
                 break
-    if first_step >= total_steps:  # a finished run started again: report its result once more
-        logging.info("%s holds the final step %d; evaluating it", checkpoints.directory, first_step)
-        variables = {"params": state.params, "batch_stats": state.batch_stats}
-        last_eval = evaluate.evaluate(
-            config, eval_model, variables, mesh, workdir, first_step, writer
-        )
-    checkpoints.wait()
-    checkpoints.close()
-    data.close()
-    writer.close()
     return {"step": int(state.step), **last, **{f"eval/{k}": v for k, v in last_eval.items()}}
+
+
+def _prepare_workdir(workdir: pathlib.Path) -> pathlib.Path:
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        probe = workdir / f".write_test.{jax.process_index()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f"workdir {workdir} is not writable: {e.strerror or e}") from e
+    return workdir
+
+
+def _evaluate(evaluator, checkpoints, writer, workdir, config, state, step: int) -> dict:
+    """Evaluates the saved `step`; feeds the best-AP copy. A failure names the kept checkpoint."""
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    try:
+        metrics = evaluator.run(variables, step, workdir / "eval" / str(step))
+    except Exception as e:
+        checkpoints.wait()
+        message = (
+            f"evaluation at step {step} failed: {e}\nThe step is saved ("
+            f"{checkpoints.directory / str(step)}): fix the val data or settings and rerun the same "
+            "command to evaluate it"
+        )
+        logging.error("%s", message)
+        if isinstance(e, USER_ERRORS):
+            raise EvaluationError(message) from e
+        raise
+    writer.write(step, metrics, prefix="eval")
+    checkpoints.save_best(step, variables, config, metrics["AP"])
+    return metrics
+
+
+def _resume_evaluation(first_step, total_steps, eval_due, evaluation, state, checkpoints) -> dict:
+    """A resumed step that was due for evaluation gets one if it has none (its evaluation failed
+    or was cut short); a finished run started again reports its result without a new row."""
+    if first_step >= total_steps:
+        logging.info("%s holds the final step %d", checkpoints.directory, first_step)
+    if not first_step or not eval_due(first_step):
+        return {}
+    done = checkpoints.directory.parent / "eval" / str(first_step) / "metrics.json"
+    evaluated = done.is_file()
+    if jax.process_count() > 1:  # process 0 wrote it; all must agree before a collective
+        evaluated = bool(multihost_utils.broadcast_one_to_all(np.int32(evaluated)))
+    if not evaluated:
+        logging.info("step %d has no evaluation yet; evaluating it", first_step)
+        return evaluation(state, first_step)
+    if jax.process_index() != 0:
+        return {}
+    metrics = json.loads(done.read_text())
+    if first_step >= total_steps:
+        print(coco_metric.format_table(metrics), flush=True)
+    return {k: metrics[k] for k in coco_metric.STAT_NAMES}
 
 
 def _check_finite(step: int, metrics: dict, window: Window, checkpoints: checkpoint.Checkpoints):
@@ -205,20 +276,17 @@ def _log(writer, step, window: Window, metrics, global_batch, total_steps) -> di
         "eta_hours": (total_steps - step) * seconds / steps / 3600,
     }
     writer.write(step, scalars)
+    log_train(step, total_steps, scalars)
     return scalars
 
 
-def _init_from(state: train.TrainState, config: ml_collections.ConfigDict) -> train.TrainState:
+def _init_from(state: train.TrainState, config, model, mesh) -> train.TrainState:
     """Starts from another checkpoint's params and BN statistics (`train.init_from`)."""
     if not config.train.init_from:
         return state
-    source = checkpoint.Checkpoints(config.train.init_from, use_async=False)
-    abstract = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
-        {"params": state.params, "batch_stats": state.batch_stats},
-    )
-    variables, step = source.restore_variables(abstract, config)
-    source.close()
+    abstract = models.abstract_variables(model, config.input_size, parallel.replicated(mesh))
+    with checkpoint.Checkpoints.read(config.train.init_from) as source:
+        variables, step = source.restore_variables(abstract, config)
     logging.info("initialised params from %s (step %d)", source.directory, step)
     return state.replace(params=variables["params"], batch_stats=variables["batch_stats"])
 
@@ -227,11 +295,11 @@ def _init_from_torch(state: train.TrainState, config, mesh) -> train.TrainState:
     """Loads an ImageNet HRNet backbone (.pth/.safetensors); the head keeps its initialisation."""
     if not config.train.init_from_torch:
         return state
-    from hrnet_jax.tools import import_torch
+    from hrnet_jax.tools import torch_weights
 
-    state_dict = import_torch.read_state_dict(config.train.init_from_torch)
+    state_dict = torch_weights.read_state_dict(config.train.init_from_torch)
     initial = jax.device_get({"params": state.params, "batch_stats": state.batch_stats})
-    variables, report = import_torch.convert(state_dict, initial, "imagenet")
+    variables, report = torch_weights.convert(state_dict, initial, "imagenet")
     variables = jax.device_put(variables, parallel.replicated(mesh))
     logging.info(
         "initialised the backbone from %s: %d tensors, %d leaves kept (%s)",
@@ -243,26 +311,51 @@ def _init_from_torch(state: train.TrainState, config, mesh) -> train.TrainState:
     return state.replace(params=variables["params"], batch_stats=variables["batch_stats"])
 
 
+@dataclasses.dataclass
+class StopRequest:
+    """Set by SIGTERM ("preempted") or a first Ctrl-C ("interrupted"); checked between steps."""
+
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        return bool(self.reason)
+
+
 @contextlib.contextmanager
-def _preemption_flag():
-    """Turns SIGTERM into a flag checked between steps (single-process runs; see below)."""
-    flag = threading.Event()
+def _stop_signals():
+    """SIGTERM and the first SIGINT request a save-and-exit; the second SIGINT aborts at once.
+
+    Single-process runs only: with several processes every one must stop at the same step, which
+    orbax's preemption sync point (jax.distributed's notice) decides.
+    """
+    request = StopRequest()
     if jax.process_count() > 1 or threading.current_thread() is not threading.main_thread():
-        yield flag
+        yield request
         return
-    previous = signal.signal(signal.SIGTERM, lambda *_: flag.set())
+
+    def on_sigterm(*_):
+        request.reason = "preempted"
+
+    def on_sigint(*_):
+        request.reason = "interrupted"
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        logging.warning("interrupted: saving after this step (Ctrl-C again aborts without saving)")
+
+    previous = {
+        s: signal.signal(s, h)
+        for s, h in ((signal.SIGTERM, on_sigterm), (signal.SIGINT, on_sigint))
+    }
     try:
-        yield flag
+        yield request
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
-def _preemption_requested(flag: threading.Event, checkpoints, step: int) -> bool:
-    # With several processes every one must stop at the same step: orbax's sync point (built on
-    # jax.distributed's preemption notice) agrees on it; it is always False on one process.
+def _stop_requested(request: StopRequest, checkpoints, step: int) -> bool:
     if jax.process_count() > 1:
-        return checkpoints.manager.reached_preemption(step)
-    return flag.is_set()
+        return checkpoints.reached_preemption(step)
+    return bool(request)
 
 
 __all__ = ["NonFiniteLossError", "train_and_evaluate"]

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from hrnet_jax.data import download
+from hrnet_jax.data import fetch as download
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DET_NAME = "COCO_val2017_detections_AP_H_56_person.json"

@@ -12,9 +12,10 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from testing_utils import run_module
 
-from hrnet_jax import coco_metric, config_lib, evaluate, nms, predict
+from hrnet_jax import coco_metric, config_lib, evaluator, nms, predictor
 from hrnet_jax.data import coco, transforms
 from hrnet_jax.data.heatmaps import HeatmapCodec
+from hrnet_jax.errors import UserError
 
 ANNOTATIONS = "annotations/person_keypoints_mini.json"
 
@@ -27,7 +28,7 @@ def gt(coco_mini):
     return instances
 
 
-def _round_trip(instances, codec, method):
+def _round_trip(instances, codec):
     """Encodes each person's joints into its crop's heatmaps, decodes, maps back to the image.
 
     Returns the errors in heatmap pixels and whether each joint lies >= 2 heatmap pixels inside the
@@ -40,12 +41,8 @@ def _round_trip(instances, codec, method):
         h, w = codec.input_size
         inside = (rec["joints_vis"] > 0) & np.all((joints >= 0) & (joints < [w, h]), axis=1)
         heatmaps, _ = codec.encode(joints, inside)
-        kernel = config_lib.recipe().codec.blur_kernel_size  # PD's 3 (MMP's 11 biases joints
-        # within its 5-pixel radius of the map's edge, where the zero border skews the blur)
-        coords, _ = codec.decode(heatmaps[None], method, blur_kernel_size=kernel)
-        back = transforms.heatmap_to_image(
-            coords, rec["center"][None], rec["scale"][None], codec.heatmap_size
-        )[0]
+        coords, _ = codec.decode(heatmaps[None])
+        back = codec.to_image(coords, rec["center"][None], rec["scale"][None])[0]
         pixels_per_cell = rec["scale"][0] * 200 / codec.heatmap_size[1]
         errors.append(np.linalg.norm(back - rec["joints"], axis=1)[inside] / pixels_per_cell)
         hm = joints[inside] / codec.stride
@@ -55,16 +52,21 @@ def _round_trip(instances, codec, method):
 
 
 def test_round_trip_quarter_offset_is_within_one_heatmap_pixel(gt):
-    codec = HeatmapCodec((256, 192), (64, 48), 2.0)
-    errors, _ = _round_trip(gt, codec, "quarter_offset")
+    codec = HeatmapCodec((256, 192), (64, 48), 2.0, decoding="quarter_offset")
+    errors, _ = _round_trip(gt, codec)
     assert len(errors) > 150
     # Targets sit on the rounded pixel; decoding cannot recover the lost fraction (<= 0.5 per axis).
     assert errors.max() <= 1.0 and errors.max() <= np.sqrt(0.5)
 
 
 def test_round_trip_dark_with_unbiased_targets_is_within_a_quarter_pixel(gt):
-    codec = HeatmapCodec((256, 192), (64, 48), 2.0, unbiased=True)
-    errors, interior = _round_trip(gt, codec, "dark")
+    # PD's blur kernel 3 (MMP's 11 biases joints within its 5-pixel radius of the map's edge,
+    # where the zero border skews the blur).
+    kernel = config_lib.recipe().codec.blur_kernel_size
+    codec = HeatmapCodec(
+        (256, 192), (64, 48), 2.0, unbiased=True, decoding="dark", blur_kernel_size=kernel
+    )
+    errors, interior = _round_trip(gt, codec)
     assert interior.sum() > 150
     assert errors[interior].max() < 0.25
     # In image pixels too: a heatmap pixel covers at most ~7 image pixels for these persons.
@@ -75,7 +77,7 @@ def test_round_trip_dark_with_unbiased_targets_is_within_a_quarter_pixel(gt):
 def test_quarter_offset_moves_towards_the_higher_neighbour():
     hm = np.zeros((1, 8, 8, 1), np.float32)
     hm[0, 4, 3, 0], hm[0, 4, 4, 0], hm[0, 3, 3, 0] = 1.0, 0.6, 0.2  # peak (3, 4); right, up higher
-    coords, scores = HeatmapCodec((32, 32), (8, 8), 2.0).decode(hm, "quarter_offset")
+    coords, scores = HeatmapCodec((32, 32), (8, 8), 2.0, decoding="quarter_offset").decode(hm)
     np.testing.assert_allclose(coords[0, 0], [3.25, 3.75])
     assert scores[0, 0] == 1.0
 
@@ -101,8 +103,8 @@ def test_flip_test_follows_the_recipe():
         return jnp.tanh(x @ weights) + column * weights[0]
 
     pairs = config_lib.COCO_FLIP_PAIRS
-    perm = evaluate.flip_permutation(17, pairs)
-    got = evaluate.heatmaps_with_flip_test(apply, jnp.asarray(images), perm, shift=True)
+    perm = predictor.flip_permutation(17, pairs)
+    got = predictor.heatmaps_with_flip_test(apply, jnp.asarray(images), perm, shift=True)
     np.testing.assert_allclose(got, _reference_flip_test(apply, images, pairs), atol=1e-6)
 
 
@@ -118,8 +120,8 @@ def test_flip_test_of_a_mirror_symmetric_model_returns_its_output():
     def apply(x):
         return x[..., :1] * gains
 
-    perm = evaluate.flip_permutation(17, config_lib.COCO_FLIP_PAIRS)
-    got = evaluate.heatmaps_with_flip_test(apply, jnp.asarray(images), perm, shift=False)
+    perm = predictor.flip_permutation(17, config_lib.COCO_FLIP_PAIRS)
+    got = predictor.heatmaps_with_flip_test(apply, jnp.asarray(images), perm, shift=False)
     np.testing.assert_allclose(got, apply(images), atol=1e-7)
 
 
@@ -265,19 +267,19 @@ def test_rescoring_multiplies_box_score_by_confident_joint_mean():
         "center": np.zeros((2, 2), np.float32),
         "image_id": np.array([7, 7]),
     }
-    results = evaluate.rescore_and_nms(preds, config)
+    results = evaluator.rescore_and_nms(preds, config.eval)
     assert [r["score"] for r in results] == pytest.approx([0.45, 0.0])
 
 
 def test_predict_without_a_box_takes_the_whole_image():
     np.testing.assert_array_equal(
-        predict.parse_boxes([], width=640, height=427), [[0, 0, 640, 427]]
+        predictor.parse_boxes([], width=640, height=427), [[0, 0, 640, 427]]
     )
-    boxes = predict.parse_boxes(["10,20,30.5,40", "0,0,1,1"], width=640, height=427)
+    boxes = predictor.parse_boxes(["10,20,30.5,40", "0,0,1,1"], width=640, height=427)
     np.testing.assert_array_equal(boxes, [[10, 20, 30.5, 40], [0, 0, 1, 1]])
 
 
 @pytest.mark.parametrize("value", ["10,20,30", "a,b,c,d", "1,2,0,4", "1,2,3,-4", "nan,2,3,4", ""])
 def test_predict_names_a_malformed_box(value):
-    with pytest.raises(ValueError, match=re.escape(f"got {value!r}")):
-        predict.parse_boxes([value], width=640, height=427)
+    with pytest.raises(UserError, match=re.escape(f"got {value!r}")):
+        predictor.parse_boxes([value], width=640, height=427)

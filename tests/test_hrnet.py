@@ -9,6 +9,7 @@ import pytest
 from testing_utils import ROOT, run_module, tiny_model_config
 
 from hrnet_jax import config_lib, models
+from hrnet_jax.errors import ConfigError
 from hrnet_jax.models import summary
 from hrnet_jax.models.hrnet import upsample_nearest
 
@@ -236,7 +237,7 @@ def test_input_not_divisible_by_the_lowest_stride_is_rejected(tiny):
 def test_unknown_config_key_is_named():
     config = config_lib.recipe()
     config.model.stage2.num_blokcs = (4, 4)
-    with pytest.raises(KeyError, match=r"model\.stage2\.num_blokcs.*num_blocks"):
+    with pytest.raises(ConfigError, match=r"model\.stage2\.num_blokcs.*num_blocks"):
         config_lib.validate(config)
 
 

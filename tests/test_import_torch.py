@@ -20,7 +20,7 @@ import pytest
 from testing_utils import ROOT, TINY_CONFIG, run_module, tiny_model_config
 
 from hrnet_jax import config_lib, models
-from hrnet_jax.tools import import_torch
+from hrnet_jax.tools import torch_weights as import_torch
 
 EXPANSION = {"basic": 1, "bottleneck": 4}
 BN_ENTRIES = ("weight", "bias", "running_mean", "running_var")

@@ -1,7 +1,6 @@
 """Training that starts from imported PyTorch weights: `train.init_from_torch` and `train.init_from`."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from test_import_torch import (
@@ -11,19 +10,14 @@ from test_import_torch import (
     official_shapes,
     random_state_dict,
 )
-from testing_utils import tiny_train_config
+from testing_utils import restore_variables, tiny_train_config
 
-from hrnet_jax import checkpoint, models, train_loop
-from hrnet_jax.tools import import_torch
+from hrnet_jax import train_loop
+from hrnet_jax.tools import torch_weights as import_torch
 
 
 def _trained_params(config, workdir):
-    model = models.create_model(config.model)
-    x = jax.ShapeDtypeStruct((1, *config.input_size, 3), jnp.float32)
-    abstract = jax.eval_shape(model.init, jax.random.key(0), x)
-    variables, _ = checkpoint.Checkpoints(workdir, use_async=False).restore_variables(
-        dict(abstract), config
-    )
+    variables, _ = restore_variables(config, workdir)
     return {tuple(p.key for p in path): np.asarray(v) for path, v in
             jax.tree_util.tree_leaves_with_path(variables["params"])}  # fmt: skip
 

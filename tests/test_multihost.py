@@ -9,9 +9,16 @@ import time
 import jax
 import numpy as np
 import pytest
-from testing_utils import ROOT, TINY_CONFIG, run_module, subprocess_env, tiny_train_config
+from testing_utils import (
+    ROOT,
+    TINY_CONFIG,
+    restore_variables,
+    run_module,
+    subprocess_env,
+    tiny_train_config,
+)
 
-from hrnet_jax import checkpoint, models
+from hrnet_jax import models
 
 
 def _losses(workdir):
@@ -21,11 +28,7 @@ def _losses(workdir):
 
 def _params(workdir, data_root):
     config = tiny_train_config(data_root, num_epochs=1)
-    model = models.create_model(config.model)
-    shapes = jax.eval_shape(model.init, jax.random.key(0), np.zeros((1, *config.input_size, 3)))
-    variables, step = checkpoint.Checkpoints(workdir, use_async=False).restore_variables(
-        dict(shapes), config
-    )
+    variables, step = restore_variables(config, workdir)
     return step, variables
 
 

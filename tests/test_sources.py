@@ -19,7 +19,7 @@ def _mini_config(root):
 
 def test_packed_shards_give_the_same_samples_as_the_folder(coco_mini, tmp_path):
     config = _mini_config(coco_mini)
-    folder = sources.load_instances(config, "val2017", train=True)
+    folder = sources.load_instances(config, "val2017", train=True)[0]
     run_module(
         "hrnet_jax.data.pack",
         f"--config={ROOT / 'configs' / 'w32_256x192.py'}",
@@ -32,7 +32,7 @@ def test_packed_shards_give_the_same_samples_as_the_folder(coco_mini, tmp_path):
     )
     assert len(list(tmp_path.glob("val2017.array_record-*-of-00003"))) == 3
     config.data.format, config.data.packed_dir = "array_record", str(tmp_path)
-    shards = sources.load_instances(config, "val2017", train=True)
+    shards = sources.load_instances(config, "val2017", train=True)[0]
     assert isinstance(shards, packed.PackedInstances) and len(shards) == len(folder) == 12
     sampler = pipeline.make_sampler(config, train=True)
     by_ann = {int(shards[i]["ann_id"]): shards[i] for i in range(len(shards))}
@@ -49,7 +49,7 @@ def test_missing_coco_names_the_path_and_the_download_command(tmp_path):
     config = config_lib.recipe()
     config.data.root = str(tmp_path / "coco")
     with pytest.raises(FileNotFoundError) as error:
-        sources.load_instances(config, "train2017", train=True)
+        sources.load_instances(config, "train2017", train=True)[0]
     message = str(error.value)
     assert str(tmp_path / "coco") in message
     assert "python -m hrnet_jax.data.download --data_dir" in message
@@ -59,4 +59,4 @@ def test_missing_packed_shards_are_named(tmp_path):
     config = config_lib.recipe()
     config.data.format, config.data.packed_dir = "array_record", str(tmp_path)
     with pytest.raises(FileNotFoundError, match="train2017.array_record-.*hrnet_jax.data.pack"):
-        sources.load_instances(config, "train2017", train=True)
+        sources.load_instances(config, "train2017", train=True)[0]

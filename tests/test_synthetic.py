@@ -15,6 +15,7 @@ from pycocotools.coco import COCO
 from testing_utils import ROOT
 
 from hrnet_jax.data import coco, synthetic
+from hrnet_jax.errors import UserError
 
 HW = (96, 128)
 # Written out here, from the COCO 2017 person category, rather than read from the module.
@@ -228,7 +229,7 @@ def test_generation_is_atomic_and_refuses_to_overwrite(tmp_path, monkeypatch):
     assert synthetic.exists(out) and (out / "notes").is_dir()
     with pytest.raises(FileExistsError, match="annotations"):
         synthetic.generate(out, num_train_images=1, num_val_images=1, seed=0, image_size=HW)
-    with pytest.raises(ValueError, match="too small"):
+    with pytest.raises(UserError, match="too small"):
         synthetic.generate(
             tmp_path / "x", num_train_images=1, num_val_images=1, seed=0, image_size=(32, 32)
         )
@@ -243,7 +244,7 @@ def test_cli_writes_the_same_set_as_the_function(tmp_path):
         "--image_width=112",
     ]
     result = subprocess.run(
-        [sys.executable, "-m", "hrnet_jax.data.synthetic", f"--out={tmp_path / 'cli'}", *args],
+        [sys.executable, "-m", "hrnet_jax.data.make_synthetic", f"--out={tmp_path / 'cli'}", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,

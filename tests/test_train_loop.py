@@ -3,6 +3,7 @@
 import collections
 import json
 import pathlib
+import re
 import shutil
 import signal
 import subprocess
@@ -13,9 +14,17 @@ import cv2
 import jax
 import numpy as np
 import pytest
-from testing_utils import ROOT, TINY_CONFIG, run_module, subprocess_env, tiny_train_config
+from testing_utils import (
+    ROOT,
+    TINY_CONFIG,
+    restore_variables,
+    run_module,
+    subprocess_env,
+    tiny_train_config,
+)
 
 from hrnet_jax import checkpoint, models, parallel, train, train_loop
+from hrnet_jax import predictor as predictor_lib
 
 
 def _losses(workdir):
@@ -24,11 +33,7 @@ def _losses(workdir):
 
 
 def _final_params(config, workdir):
-    model = models.create_model(config.model)
-    shapes = jax.eval_shape(model.init, jax.random.key(0), np.zeros((1, *config.input_size, 3)))
-    variables, step = checkpoint.Checkpoints(workdir, use_async=False).restore_variables(
-        dict(shapes), config
-    )
+    variables, step = restore_variables(config, workdir)
     return step, variables
 
 
@@ -55,11 +60,9 @@ def test_loss_decreases_over_training(trained):
 
 def _assert_reevaluation_agrees(out, workdir, data_root, num_devices: int) -> None:
     """Evaluates `workdir`'s checkpoint again on `num_devices` devices: the same metrics and
-    predictions as the evaluation in `out`, not only the same (possibly trivial) AP."""
-    metrics = json.loads((out / "metrics.json").read_text())
-    results = json.loads((out / "keypoints_results.json").read_text())
-    (out / "metrics.json").unlink()
-    (out / "keypoints_results.json").unlink()
+    predictions as the evaluation in `out`, written to a folder of its own (the run's own files
+    stay byte-identical)."""
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
     run_module(
         "hrnet_jax.evaluate",
         f"--config={TINY_CONFIG}",
@@ -67,8 +70,13 @@ def _assert_reevaluation_agrees(out, workdir, data_root, num_devices: int) -> No
         f"--workdir={workdir}",
         JAX_NUM_CPU_DEVICES=num_devices,
     )
-    metrics_again = json.loads((out / "metrics.json").read_text())
-    results_again = json.loads((out / "keypoints_results.json").read_text())
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    (again,) = [p for p in (workdir / "eval").iterdir() if p.name.startswith(f"{out.name}-")]
+    assert len(again.name) == len(out.name) + 9  # <step>-<8 hex digits of the eval settings>
+    metrics = json.loads((out / "metrics.json").read_text())
+    results = json.loads((out / "keypoints_results.json").read_text())
+    metrics_again = json.loads((again / "metrics.json").read_text())
+    results_again = json.loads((again / "keypoints_results.json").read_text())
     assert metrics_again == pytest.approx(metrics, abs=1e-6)
     assert len(results_again) == len(results) > 0
     for before, again in zip(results, results_again, strict=True):
@@ -156,7 +164,7 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
     workdir = tmp_path / "nan"
     with pytest.raises(train_loop.NonFiniteLossError, match=f"loss is nan at step {poison_from};"):
         train_loop.train_and_evaluate(config, workdir)
-    steps = checkpoint.Checkpoints(workdir, use_async=False).all_steps()
+    steps = checkpoint.complete_steps(workdir)
     assert max(steps) == poison_from - 1  # saved before the NaN step, nothing after it
     step, params = _final_params(config, workdir)
     assert step == poison_from - 1
@@ -195,7 +203,7 @@ def test_sigterm_saves_the_current_step_and_exits_cleanly(synthetic_root, tmp_pa
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr[-3000:]
     saved = int(stderr.split("preempted: saved step ")[1].split(",")[0])
-    assert checkpoint.Checkpoints(workdir, use_async=False).latest_step() == saved
+    assert max(checkpoint.complete_steps(workdir), default=None) == saved
     assert saved >= 3 and saved % 1000  # not a scheduled checkpoint step
 
 
@@ -222,6 +230,10 @@ def test_kill_during_async_save_resumes_from_the_previous_checkpoint(synthetic_r
     )  # fmt: skip
     assert f"at step {complete[-1]}" in out.stderr
     assert not any(p.name.endswith("orbax-checkpoint-tmp") for p in ckpts.iterdir())
+    # The steps the killed run logged after its last checkpoint were trained again: one row each.
+    rows = [json.loads(x) for x in (workdir / "metrics.jsonl").read_text().splitlines()]
+    train_steps = [r["step"] for r in rows if "train/loss" in r]
+    assert train_steps == list(range(1, max(train_steps) + 1))
 
 
 def test_train_state_shapes_are_known_before_allocation(synthetic_root):
@@ -287,15 +299,6 @@ def test_predict_cli_matches_the_evaluator_on_the_same_box(trained, tmp_path):
     assert drawn.shape[:2] == (image["height"], image["width"])
 
 
-def test_predict_cli_names_a_missing_checkpoint(tmp_path):
-    out = run_module(
-        "hrnet_jax.predict", f"--workdir={tmp_path}", f"--image={tmp_path / 'x.jpg'}",
-        f"--out={tmp_path / 'o.png'}", check=False,
-    )  # fmt: skip
-    assert out.returncode != 0
-    assert str(tmp_path) in out.stderr and "Traceback" not in out.stderr
-
-
 def test_demo_runs_end_to_end_with_a_short_schedule(tmp_path):
     """The README's first command, on a freshly generated small set and one epoch."""
     data, workdir = tmp_path / "synthetic", tmp_path / "demo"
@@ -305,18 +308,28 @@ def test_demo_runs_end_to_end_with_a_short_schedule(tmp_path):
         "--config.train.num_epochs=1",
     )  # fmt: skip
     out = run_module("hrnet_jax.main", *args)
-    losses = _losses(workdir)
+    assert _losses(workdir)
     assert (data / "annotations" / "person_keypoints_train.json").is_file()
-    step = checkpoint.Checkpoints(workdir, use_async=False).latest_step()
+    step = max(checkpoint.complete_steps(workdir), default=None)
     assert step is not None and step > 0
     metrics = json.loads((workdir / "eval" / str(step) / "metrics.json").read_text())
     assert set(metrics) >= {"AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl"}
     assert 0.0 <= metrics["AP"] <= 1.0
     assert "AP50 |" in out.stdout  # the printed table
-    # Running the finished demo again trains nothing and prints the final step's AP again.
+    # Quiet, complete logs: only our own INFO lines; the same lines in train.log; the config.
+    own = {p.name for p in (ROOT / "hrnet_jax").rglob("*.py")}
+    info = [line for line in out.stderr.splitlines() if re.match(r"I\d{4} ", line)]
+    assert info and all(line.split("]")[0].split()[-1].split(":")[0] in own for line in info)
+    log = (workdir / "train.log").read_text()
+    for line in (f"step {step}/{step}: loss", f"checkpoint: step {step}", f"step {step}: AP"):
+        assert line in log and line in out.stderr, line
+    assert json.loads((workdir / "config.json").read_text())["data"]["root"] == str(data)
+    # Running the finished demo again trains nothing, prints the final step's AP again and adds
+    # no row to metrics.jsonl.
+    rows = (workdir / "metrics.jsonl").read_text()
     again = run_module("hrnet_jax.main", *args)
     assert f"holds the final step {step}" in again.stderr and "AP50 |" in again.stdout
-    assert _losses(workdir) == losses
+    assert (workdir / "metrics.jsonl").read_text() == rows
 
 
 def test_unreadable_training_images_are_skipped_and_counted_each_epoch(synthetic_root, tmp_path):
@@ -337,12 +350,24 @@ def test_unreadable_training_images_are_skipped_and_counted_each_epoch(synthetic
     assert len(skipped) == 2 and all(1 <= n <= count for n in skipped), skipped
 
 
-def test_evaluation_every_epoch_keeps_the_best_checkpoint(synthetic_root, tmp_path):
+def test_evaluation_every_epoch_keeps_the_best_checkpoint_and_compiles_once(
+    synthetic_root, tmp_path, monkeypatch
+):
+    predictors = []
+    build = predictor_lib.Predictor.__init__
+
+    def recorded(self, *args, **kwargs):
+        predictors.append(self)
+        build(self, *args, **kwargs)
+
+    monkeypatch.setattr(predictor_lib.Predictor, "__init__", recorded)
     config = tiny_train_config(synthetic_root, num_epochs=3)
     config.train.eval_every_epochs = 1
     config.train.keep_checkpoints = 1
     workdir = tmp_path / "run"
     train_loop.train_and_evaluate(config, workdir)
+    # Three evaluations, one Predictor, its inference traced (so compiled) once.
+    assert len(predictors) == 1 and predictors[0].traces == 1
     steps_per_epoch = len(_losses(workdir)) // 3
     evaluated = sorted(int(p.name) for p in (workdir / "eval").iterdir())
     assert evaluated == [steps_per_epoch, 2 * steps_per_epoch, 3 * steps_per_epoch]
@@ -350,6 +375,8 @@ def test_evaluation_every_epoch_keeps_the_best_checkpoint(synthetic_root, tmp_pa
         s: json.loads((workdir / "eval" / str(s) / "metrics.json").read_text())["AP"]
         for s in evaluated
     }
-    kept = checkpoint.Checkpoints(workdir, use_async=False).all_steps()
     best = max(evaluated, key=lambda s: (ap[s], s))
-    assert set(kept) == {best, 3 * steps_per_epoch}, (ap, kept)
+    assert checkpoint.complete_steps(workdir) == [3 * steps_per_epoch]  # keep_checkpoints=1
+    assert checkpoint.complete_steps(workdir, best=True) == [best], ap
+    variables, step = restore_variables(config, workdir, best=True)
+    assert step == best and set(variables) == {"params", "batch_stats"}

@@ -56,3 +56,13 @@ def subprocess_env(**env) -> dict[str, str]:
         "JAX_PLATFORMS": "cpu",
         **{k: str(v) for k, v in env.items()},
     }
+
+
+def restore_variables(config, workdir, best: bool = False):
+    """The params and BN statistics of WORKDIR's latest (or best) checkpoint, and its step."""
+    from hrnet_jax import checkpoint, models
+
+    abstract = models.abstract_variables(models.create_model(config.model), config.input_size)
+    with checkpoint.Checkpoints.read(workdir, best) as checkpoints:
+        variables, step = checkpoints.restore_variables(abstract, config)
+    return variables, step

@@ -19,11 +19,13 @@ from typing import Any
 import numpy as np
 from pycocotools.coco import COCO
 
+from hrnet_jax.data.heatmaps import PIXEL_STD
+from hrnet_jax.errors import UserError
+
 NUM_JOINTS = 17
-PIXEL_STD = 200.0  # the reference's scale unit
 
 
-class AnnotationError(ValueError):
+class AnnotationError(UserError, ValueError):
     """A bad annotation; the message names the file and annotation id."""
 
 
@@ -98,16 +100,26 @@ def load_coco(path: str | pathlib.Path) -> COCO:
         raise AnnotationError(f"{path}: not a COCO annotation file (missing {e})") from e
 
 
+def _parsed(annotations: COCO | str | pathlib.Path, name) -> tuple[COCO, str]:
+    """A parsed annotation set and the name its errors give (the file, unless `name` says)."""
+    if isinstance(annotations, COCO):
+        return annotations, str(name or "annotations")
+    return load_coco(annotations), str(name or annotations)
+
+
 def gt_instances(
-    annotation_file: str | pathlib.Path,
+    annotations: COCO | str | pathlib.Path,
     image_dir: str | pathlib.Path,
     *,
     aspect_ratio: float,
     padding: float = 1.25,
     strict: bool = True,
+    name: str | pathlib.Path | None = None,
 ) -> tuple[Instances, LoadReport]:
-    """One record per non-crowd person with keypoints and a clean box (the reference's GT db)."""
-    coco = load_coco(annotation_file)
+    """One record per non-crowd person with keypoints and a clean box (the reference's GT db).
+
+    `annotations` is an annotation file or a COCO object parsed from `name`."""
+    coco, annotation_file = _parsed(annotations, name)
     report = LoadReport()
     rows = []
     for image_id in sorted(coco.getImgIds()):
@@ -182,12 +194,13 @@ def _clean_box(bbox, width: int, height: int, where: str) -> np.ndarray | None:
 
 def detection_instances(
     det_file: str | pathlib.Path,
-    annotation_file: str | pathlib.Path,
+    annotations: COCO | str | pathlib.Path,
     image_dir: str | pathlib.Path,
     *,
     aspect_ratio: float,
     padding: float = 1.25,
     score_threshold: float = 0.0,
+    name: str | pathlib.Path | None = None,
 ) -> tuple[Instances, LoadReport]:
     """One record per person box of a detector's COCO results file with score >= threshold."""
     det_file = pathlib.Path(det_file)
@@ -199,7 +212,7 @@ def detection_instances(
         raise AnnotationError(f"{det_file}: not a valid JSON file ({e})") from e
     if not isinstance(dets, list):
         raise AnnotationError(f"{det_file}: expected a list of COCO detection results")
-    coco = load_coco(annotation_file)
+    coco, annotation_file = _parsed(annotations, name)
     report = LoadReport()
     rows = []
     for i, det in enumerate(dets):

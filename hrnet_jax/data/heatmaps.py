@@ -1,8 +1,9 @@
 """The heatmap codec: joints → Gaussian target heatmaps, and heatmaps → joints.
 
-One object holds both directions so that sigma, the stride and the coordinate convention cannot
-disagree between training targets and decoded predictions. Heatmap pixel (x, y) stands for input
-pixel (x * stride_x, y * stride_y), as in the reference (no half-pixel offset).
+One object holds both directions, and the way back to image pixels, so that sigma, the stride and
+the coordinate convention cannot disagree between training targets and decoded predictions.
+Heatmap pixel (x, y) stands for input pixel (x * stride_x, y * stride_y), as in the reference (no
+half-pixel offset).
 """
 
 from __future__ import annotations
@@ -10,7 +11,13 @@ from __future__ import annotations
 import dataclasses
 
 import cv2
+import ml_collections
 import numpy as np
+
+from hrnet_jax.errors import ConfigError
+
+PIXEL_STD = 200.0  # the reference's scale unit: a crop's box is scale * 200 pixels
+DECODINGS = ("quarter_offset", "dark")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,12 +27,43 @@ class HeatmapCodec:
     input_size and heatmap_size are (h, w). With `unbiased=False` the Gaussian is centred on the
     joint's rounded heatmap pixel and drawn in a (6 sigma + 1)^2 window; with `unbiased=True` it is
     centred on the exact sub-pixel position and drawn over the whole map (DARK, Zhang et al. 2020).
+    `decoding` is `quarter_offset` (the reference's get_final_preds) or `dark`, which blurs with a
+    `blur_kernel_size` Gaussian first. Invalid settings fail at construction, naming the config key.
     """
 
     input_size: tuple[int, int]
     heatmap_size: tuple[int, int]
     sigma: float
     unbiased: bool = False
+    decoding: str = "quarter_offset"
+    blur_kernel_size: int = 11
+
+    def __post_init__(self):
+        problems = []
+        if self.decoding not in DECODINGS:
+            problems.append(
+                f"codec.decoding is {self.decoding!r}; expected one of {', '.join(DECODINGS)}"
+            )
+        if self.blur_kernel_size < 1 or self.blur_kernel_size % 2 == 0:
+            problems.append(
+                f"codec.blur_kernel_size is {self.blur_kernel_size}; it must be odd and >= 1"
+            )
+        if not self.sigma > 0:
+            problems.append(f"codec.sigma is {self.sigma}; it must be > 0")
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+    @classmethod
+    def from_config(cls, config: ml_collections.ConfigDict) -> HeatmapCodec:
+        """The codec of `config.codec` at the config's input and heatmap sizes."""
+        return cls(
+            input_size=tuple(config.input_size),
+            heatmap_size=tuple(config.heatmap_size),
+            sigma=config.codec.sigma,
+            unbiased=config.codec.unbiased,
+            decoding=config.codec.decoding,
+            blur_kernel_size=config.codec.blur_kernel_size,
+        )
 
     @property
     def stride(self) -> np.ndarray:
@@ -65,9 +103,7 @@ class HeatmapCodec:
         gy = gaussian_1d(h, 1)
         return gy[:, None, :] * gx[None, :, :], weight
 
-    def decode(
-        self, heatmaps: np.ndarray, method: str = "quarter_offset", blur_kernel_size: int = 11
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def decode(self, heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Heatmaps (B, H, W, K) → joints (B, K, 2) in heatmap pixels and scores (B, K).
 
         The score is the heatmap's peak. `quarter_offset` moves the argmax a quarter pixel towards
@@ -82,15 +118,31 @@ class HeatmapCodec:
         coords = np.stack([index % w, index // w], axis=-1).astype(np.float32)
         coords *= (scores > 0)[..., None]
         px, py = coords[..., 0].astype(int), coords[..., 1].astype(int)
-        if method == "quarter_offset":
+        if self.decoding == "quarter_offset":
             coords += 0.25 * self._quarter_offset_direction(heatmaps, px, py)
-        elif method == "dark":
-            coords += self._dark_offset(_blur(heatmaps, blur_kernel_size), px, py)
         else:
-            raise ValueError(
-                f"unknown heatmap decoding {method!r}; expected quarter_offset or dark"
-            )
+            coords += self._dark_offset(_blur(heatmaps, self.blur_kernel_size), px, py)
         return coords, scores
+
+    def to_image(self, coords: np.ndarray, center: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        """Heatmap-pixel joints (N, K, 2) of crops (center, scale: (N, 2)) → image pixels.
+
+        The inverse crop at rotation 0, as the reference's transform_preds (no half-pixel term): a
+        heatmap pixel covers scale_w * 200 / heatmap_w image pixels around the box centre.
+        """
+        heatmap_h, heatmap_w = self.heatmap_size
+        pixels_per_cell = np.asarray(scale, np.float64)[:, 0] * PIXEL_STD / heatmap_w  # (N,)
+        half = np.array([heatmap_w, heatmap_h]) / 2
+        offset = (np.asarray(coords, np.float64) - half) * pixels_per_cell[:, None, None]
+        return np.asarray(center, np.float64)[:, None, :] + offset
+
+    def decode_to_image(
+        self, heatmaps: np.ndarray, center: np.ndarray, scale: np.ndarray
+    ) -> np.ndarray:
+        """Heatmaps (N, H, W, K) of crops → keypoints (N, K, 3): image x, y and the peak score."""
+        coords, scores = self.decode(heatmaps)
+        joints = self.to_image(coords, center, scale)
+        return np.concatenate([joints, scores[..., None]], -1).astype(np.float32)
 
     @staticmethod
     def _quarter_offset_direction(heatmaps, px, py) -> np.ndarray:

@@ -9,29 +9,26 @@ grain read and write without it.
 
 import pathlib
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+from absl import flags, logging
 
-from hrnet_jax import config_lib
+from hrnet_jax import cli
 from hrnet_jax.data import packed, sources
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
+_CONFIG = cli.ConfigFlag()
 _SPLIT = flags.DEFINE_string("split", None, "Split to pack (default: the config's train split).")
 _OUT = flags.DEFINE_string("out", None, "Output directory (the config's data.packed_dir).")
 _NUM_SHARDS = flags.DEFINE_integer("num_shards", 16, "ArrayRecord files to write.")
 
 
-def main(argv):
-    del argv
-    config = config_lib.validate(_CONFIG.value)
+def main() -> None:
+    config = _CONFIG.value
     split = _SPLIT.value or config.data.train_split
     train = split == config.data.train_split
-    instances = sources.folder_instances(config, split, train=train)
+    instances, _ = sources.folder_instances(config, split, train=train)
     pattern = str(pathlib.Path(_OUT.value) / f"{split}.array_record-%05d-of-%05d")
     paths = packed.pack(instances, pattern, _NUM_SHARDS.value)
     logging.info("wrote %d instances into %d files: %s ...", len(instances), len(paths), paths[0])
 
 
 if __name__ == "__main__":
-    flags.mark_flags_as_required(["out"])
-    app.run(main)
+    cli.run(main, config=_CONFIG, required=["out"])

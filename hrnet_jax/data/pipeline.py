@@ -171,18 +171,9 @@ def _init_worker(worker_index: int, worker_count: int) -> None:
     cv2.setNumThreads(1)
 
 
-def make_codec(config: ml_collections.ConfigDict) -> HeatmapCodec:
-    return HeatmapCodec(
-        input_size=tuple(config.input_size),
-        heatmap_size=tuple(config.heatmap_size),
-        sigma=config.codec.sigma,
-        unbiased=config.codec.unbiased,
-    )
-
-
 def make_sampler(config: ml_collections.ConfigDict, train: bool) -> TopDownSampler:
     return TopDownSampler(
-        codec=make_codec(config),
+        codec=HeatmapCodec.from_config(config),
         flip_pairs=tuple(tuple(p) for p in config.data.flip_pairs),
         augment=Augment.from_config(config.augment) if train else None,
         reduced_decode=config.data.reduced_decode,

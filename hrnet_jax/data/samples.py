@@ -15,13 +15,13 @@ import numpy as np
 import simplejpeg
 
 from hrnet_jax.data import transforms
-from hrnet_jax.data.coco import PIXEL_STD
-from hrnet_jax.data.heatmaps import HeatmapCodec
+from hrnet_jax.data.heatmaps import PIXEL_STD, HeatmapCodec
+from hrnet_jax.errors import UserError
 
 REDUCTIONS = (8, 4, 2)  # libjpeg-turbo's power-of-two DCT scalings
 
 
-class ImageError(ValueError):
+class ImageError(UserError, ValueError):
     """An image that cannot be read; the message names the file and the annotation."""
 
 

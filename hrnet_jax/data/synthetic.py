@@ -1,7 +1,7 @@
 """A synthetic COCO-format person keypoint data set: the demo's built-in data, made on first use.
 
-    python -m hrnet_jax.data.synthetic --out DIR [--num_images 1000] [--seed 0]
-        [--num_val_images 64] [--image_height 192] [--image_width 256]
+    python -m hrnet_jax.data.make_synthetic --out=DIR [--num_images=1000] [--seed=0]
+        [--num_val_images=64] [--image_height=192] [--image_width=256]
 
 writes DIR/images/{train,val}/<12-digit image id>.jpg and DIR/annotations/person_keypoints_{split}.json
 as COCO 2017 lays them out, so the set goes through the same loader and evaluation as real COCO.
@@ -33,12 +33,9 @@ import os
 import pathlib
 import shutil
 import tempfile
-import time
-from collections.abc import Sequence
 
 import cv2
 import numpy as np
-from absl import app, flags, logging
 
 from hrnet_jax.data.figures import (
     SHIFT,
@@ -49,6 +46,7 @@ from hrnet_jax.data.figures import (
     sample_pose,
     textured_background,
 )
+from hrnet_jax.errors import UserError
 
 KEYPOINT_NAMES = (
     "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
@@ -194,7 +192,7 @@ def _write_split(root: pathlib.Path, split: str, num_images: int, seed: int, ima
             annotations.append(ids | person)
     info = {
         "description": "hrnet_jax synthetic person keypoints: generated figures, not COCO photos",
-        "generator": "python -m hrnet_jax.data.synthetic",
+        "generator": "hrnet_jax.data.synthetic",
         "seed": seed,
         "split": split,
         "image_size": [h, w],
@@ -209,6 +207,19 @@ def exists(out_dir: str | os.PathLike) -> bool:
     """Whether `out_dir` holds a generated set: both annotation files, which are written last."""
     root = pathlib.Path(out_dir)
     return all((root / "annotations" / f"person_keypoints_{s}.json").is_file() for s in SPLITS)
+
+
+def settings(out_dir: str | os.PathLike) -> dict:
+    """What a generated set was made with: image counts, seed and image size (h, w)."""
+    found = {}
+    for split, key in zip(SPLITS, ("num_train_images", "num_val_images"), strict=True):
+        path = pathlib.Path(out_dir) / "annotations" / f"person_keypoints_{split}.json"
+        data = json.loads(path.read_text())
+        info = data.get("info", {})
+        found[key] = len(data.get("images", []))
+        found["seed"] = info.get("seed")
+        found["image_size"] = tuple(info.get("image_size", ()))
+    return found
 
 
 def generate(
@@ -227,9 +238,9 @@ def generate(
     """
     h, w = (int(n) for n in image_size)
     if min(h, w) < 48:
-        raise ValueError(f"image_size {tuple(image_size)} is too small for the figures: use >= 48")
+        raise UserError(f"image_size {tuple(image_size)} is too small for the figures: use >= 48")
     if not (0 <= num_train_images < VAL_ID_OFFSET and num_val_images >= 0 and seed >= 0):
-        raise ValueError(
+        raise UserError(
             f"need 0 <= num_train_images < {VAL_ID_OFFSET}, num_val_images >= 0 and seed >= 0, got "
             f"{num_train_images}, {num_val_images} and {seed}"
         )
@@ -252,31 +263,3 @@ def generate(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return root
-
-
-def main(argv: Sequence[str]) -> None:
-    """The CLI: `generate` with the flags' values (defined below, only when run as a script)."""
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    f, start = flags.FLAGS, time.perf_counter()
-    root = generate(
-        f.out,
-        num_train_images=f.num_images,
-        num_val_images=f.num_val_images,
-        seed=f.seed,
-        image_size=(f.image_height, f.image_width),
-    )
-    count = f.num_images + f.num_val_images
-    logging.info("wrote %d images to %s in %.1f s", count, root, time.perf_counter() - start)
-
-
-if __name__ == "__main__":
-    # Not at import: training imports this module and has flags of its own.
-    flags.DEFINE_string("out", None, "Folder to write images/ and annotations/ into.")
-    flags.DEFINE_integer("num_images", 1000, "Train images.")
-    flags.DEFINE_integer("num_val_images", 64, "Val images.")
-    flags.DEFINE_integer("seed", 0, "The same seed writes the same bytes.")
-    flags.DEFINE_integer("image_height", 192, "Image height in pixels.")
-    flags.DEFINE_integer("image_width", 256, "Image width in pixels.")
-    flags.mark_flags_as_required(["out"])
-    app.run(main)

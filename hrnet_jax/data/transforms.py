@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from hrnet_jax.data.coco import PIXEL_STD
+from hrnet_jax.data.heatmaps import PIXEL_STD
 
 
 def affine_matrix(
@@ -113,15 +113,3 @@ def random_scale_rotation(
         np.clip(rng.standard_normal() * rotation_factor, -2 * rotation_factor, 2 * rotation_factor)
     )
     return s, r if rng.random() < rotation_prob else 0.0
-
-
-def heatmap_to_image(
-    coords: np.ndarray, center: np.ndarray, scale: np.ndarray, heatmap_size: tuple[int, int]
-) -> np.ndarray:
-    """Heatmap-pixel joints (N, K, 2) → image pixels: the inverse crop at rotation 0, as the
-    reference's transform_preds (no half-pixel term), vectorised over the N instances."""
-    heatmap_w = heatmap_size[1]
-    pixels_per_cell = np.asarray(scale, np.float64)[:, 0] * PIXEL_STD / heatmap_w  # (N,)
-    half = np.array([heatmap_size[1], heatmap_size[0]]) / 2
-    offset = (np.asarray(coords, np.float64) - half) * pixels_per_cell[:, None, None]
-    return np.asarray(center, np.float64)[:, None, :] + offset

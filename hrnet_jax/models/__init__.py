@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from hrnet_jax.errors import ConfigError
 from hrnet_jax.models import conv
 from hrnet_jax.models.hrnet import HRNetBackbone, PoseHRNet, StageSpec
 
@@ -20,15 +21,15 @@ def stage_specs(model_config: ml_collections.ConfigDict) -> tuple[StageSpec, ...
         s = model_config[name]
         where = f"model.{name}"
         if s.block not in ("basic", "bottleneck"):
-            raise ValueError(f"{where}.block is {s.block!r}; expected 'basic' or 'bottleneck'")
+            raise ConfigError(f"{where}.block is {s.block!r}; expected 'basic' or 'bottleneck'")
         for field in ("num_blocks", "num_channels"):
             if len(s[field]) != s.num_branches:
-                raise ValueError(
+                raise ConfigError(
                     f"{where}.{field} has {len(s[field])} entries {tuple(s[field])} "
                     f"but {where}.num_branches is {s.num_branches}"
                 )
         if s.num_modules < 1 or s.num_branches < max(prev_branches, 1):
-            raise ValueError(
+            raise ConfigError(
                 f"{where}: num_modules must be >= 1 and num_branches >= the previous stage's "
                 f"({prev_branches}); got {s.num_modules} and {s.num_branches}"
             )
@@ -39,7 +40,7 @@ def stage_specs(model_config: ml_collections.ConfigDict) -> tuple[StageSpec, ...
         )
         prev_branches = s.num_branches
     if specs[0].num_branches != 1:
-        raise ValueError("model.stage1.num_branches must be 1 (stage 1 is a single branch)")
+        raise ConfigError("model.stage1.num_branches must be 1 (stage 1 is a single branch)")
     return tuple(specs)
 
 
@@ -81,7 +82,19 @@ def _conv_implementation(name: str):
         return conv.conv_general_dilated
     if name == "xla":
         return None
-    raise ValueError(f"model.conv_weight_grad is {name!r}; expected 'auto', 'row_shift' or 'xla'")
+    raise ConfigError(f"model.conv_weight_grad is {name!r}; expected 'auto', 'row_shift' or 'xla'")
+
+
+def abstract_variables(
+    model: PoseHRNet, input_size: tuple[int, int], sharding: jax.sharding.Sharding | None = None
+) -> dict:
+    """Shapes and dtypes of the model's `params` and `batch_stats` (placed by `sharding`), without
+    allocating them: the target of every restore."""
+    x = jax.ShapeDtypeStruct((1, *input_size, 3), jnp.float32)
+    shapes = jax.eval_shape(model.init, jax.random.key(0), x)
+    return dict(
+        jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
+    )
 
 
 def normalize(
@@ -93,4 +106,12 @@ def normalize(
     return (images.astype(jnp.float32) * scale - offset).astype(dtype)
 
 
-__all__ = ["HRNetBackbone", "PoseHRNet", "StageSpec", "create_model", "normalize", "stage_specs"]
+__all__ = [
+    "HRNetBackbone",
+    "PoseHRNet",
+    "StageSpec",
+    "abstract_variables",
+    "create_model",
+    "normalize",
+    "stage_specs",
+]

@@ -7,21 +7,15 @@ prints one JSON line: {"params", "gmacs", "xla_gflops", "input_size", "heatmap_s
 
 import json
 
-from absl import app
-from ml_collections import config_flags
-
-from hrnet_jax import config_lib
+from hrnet_jax import cli
 from hrnet_jax.models import summary
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Path to a config file.", lock_config=True
-)
+_CONFIG = cli.ConfigFlag()
 
 
-def main(argv):
-    del argv
-    print(json.dumps(summary.summarize(config_lib.validate(_CONFIG.value))))
+def main() -> None:
+    print(json.dumps(summary.summarize(_CONFIG.value)))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, config=_CONFIG)

@@ -1,0 +1,166 @@
+"""Evaluation of the val split: predictions, rescoring and OKS NMS, COCO keypoint AP, pictures.
+
+`Evaluator` is built once per run, before training's first step, so that missing or broken val data
+fails then rather than after hours of training: it loads the val instances and parses the GT
+annotations once, and holds a `Predictor` whose inference is compiled once. `run(variables, step,
+out)` evaluates one set of weights and writes keypoints_results.json, metrics.json and vis_*.png
+into `out`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pathlib
+
+import cv2
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+from jax.experimental import multihost_utils
+
+from hrnet_jax import coco_metric, nms, visualize
+from hrnet_jax.data import sources
+from hrnet_jax.errors import UserError
+from hrnet_jax.predictor import Predictor
+
+# The config fields that decide what an evaluation measures: its output folder is named by them.
+EVAL_SETTINGS = (
+    "input_size",
+    "heatmap_size",
+    "codec",
+    "eval",
+    "model.dtype",
+    "data.root",
+    "data.annotation_file",
+    "data.image_dir",
+    "data.val_split",
+    "data.format",
+    "data.packed_dir",
+    "data.mean",
+    "data.std",
+    "data.bbox_padding",
+    "data.flip_pairs",
+    "data.strict",
+)
+
+
+def settings_hash(config: ml_collections.ConfigDict) -> str:
+    """8 hex digits that change with any evaluation setting (EVAL_SETTINGS)."""
+    values = json.loads(config.to_json_best_effort())
+    picked = {}
+    for key in EVAL_SETTINGS:
+        node = values
+        for part in key.split("."):
+            node = node[part]
+        picked[key] = node
+    return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def rescore_and_nms(preds: dict[str, np.ndarray], eval_config: ml_collections.ConfigDict) -> list:
+    """COCO results: box score x mean joint score over joints above `in_vis_thre`, then OKS NMS per
+    image (the reference's COCODataset.evaluate)."""
+    kpt_scores = preds["keypoints"][..., 2]
+    confident = kpt_scores > eval_config.in_vis_thre
+    mean_conf = np.sum(kpt_scores * confident, 1) / np.maximum(confident.sum(1), 1)
+    scores = preds["score"] * mean_conf
+    areas = np.prod(preds["scale"] * 200.0, axis=1)
+    results = []
+    for image_id in np.unique(preds["image_id"]):
+        idx = np.flatnonzero(preds["image_id"] == image_id)
+        args = (preds["keypoints"][idx], scores[idx], areas[idx], eval_config.oks_nms_threshold)
+        if eval_config.soft_nms:
+            keep = nms.soft_oks_nms(*args, max_dets=eval_config.soft_nms_max_dets)
+        else:
+            keep = nms.oks_nms(*args)
+        for i in idx[keep] if len(keep) else idx:
+            results.append(
+                {
+                    "image_id": int(image_id),
+                    "category_id": 1,
+                    "keypoints": [round(float(v), 3) for v in preds["keypoints"][i].ravel()],
+                    "score": float(scores[i]),
+                    "center": preds["center"][i].tolist(),
+                    "scale": preds["scale"][i].tolist(),
+                }
+            )
+    return results
+
+
+class Evaluator:
+    """The val split of `config`, ready to evaluate any weights of the config's model."""
+
+    def __init__(
+        self,
+        config: ml_collections.ConfigDict,
+        mesh: jax.sharding.Mesh,
+        predictor: Predictor | None = None,
+    ):
+        self.config = config
+        self.annotation_file, self.image_dir = sources.split_paths(config, config.data.val_split)
+        self.gt = sources.load_annotations(config, config.data.val_split)
+        self.instances, report = sources.load_instances(
+            config, config.data.val_split, train=False, gt=self.gt
+        )
+        if len(self.instances) == 0:
+            raise UserError(f"the val split ({self.annotation_file}) has no person instances")
+        self.left_out = report.left_out.get("bad annotation", 0)  # data.strict=False only
+        self.predictor = predictor or Predictor(config, mesh)
+
+    def run(self, variables: dict, step: int, out: str | pathlib.Path) -> dict[str, float]:
+        """Evaluates `variables` (replicated on the predictor's mesh); writes into `out` (process 0)."""
+        preds = self.predictor.predict(self.instances, variables)
+        unreadable = len(self.instances) - len(preds["index"])
+        metrics = dict.fromkeys(coco_metric.STAT_NAMES, 0.0)
+        if jax.process_index() == 0:
+            out = pathlib.Path(out)
+            results = rescore_and_nms(preds, self.config.eval)
+            coco_metric.write_results(out / "keypoints_results.json", results)
+            metrics = coco_metric.keypoint_ap(self.gt, results, name=self.annotation_file)
+            summary = f"step {step}: AP {metrics['AP']:.4f} on {len(preds['index'])} instances"
+            skipped = self._skipped_note(unreadable)
+            logging.info("%s%s (%s)", summary, f"; {skipped}" if skipped else "", out)
+            print(
+                coco_metric.format_table(metrics) + (f"\n{skipped}" if skipped else ""), flush=True
+            )
+            record = {
+                **metrics,
+                "instances": len(preds["index"]),
+                "skipped": unreadable + self.left_out,
+            }
+            (out / "metrics.json").write_text(json.dumps(record, indent=1))
+            self._draw(results, out)
+        if jax.process_count() > 1:
+            values = np.array([metrics[k] for k in coco_metric.STAT_NAMES], np.float32)
+            values = multihost_utils.broadcast_one_to_all(values)
+            metrics = dict(zip(coco_metric.STAT_NAMES, map(float, values), strict=True))
+        return metrics
+
+    def _skipped_note(self, unreadable: int) -> str:
+        if not unreadable and not self.left_out:
+            return ""
+        parts = [
+            f"{n} {why}"
+            for n, why in ((unreadable, "unreadable images"), (self.left_out, "bad annotations"))
+            if n
+        ]
+        return (
+            f"{unreadable + self.left_out} val persons skipped (data.strict=False: {', '.join(parts)}); "
+            "this AP counts them as misses"
+        )
+
+    def _draw(self, results: list[dict], out: pathlib.Path) -> None:
+        by_image: dict[int, list] = {}
+        for r in results:
+            by_image.setdefault(r["image_id"], []).append(r["keypoints"])
+        k = self.config.model.num_joints
+        for image_id in sorted(by_image)[: self.config.eval.num_visualize]:
+            file_name = self.gt.imgs[image_id]["file_name"]
+            image = cv2.imread(str(self.image_dir / file_name))
+            if image is None:
+                continue
+            keypoints = np.array(by_image[image_id]).reshape(-1, k, 3)
+            visualize.save_png(
+                out / f"vis_{image_id}.png", visualize.draw_skeletons(image, keypoints)
+            )

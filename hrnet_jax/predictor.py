@@ -1,0 +1,196 @@
+"""A trained network as a function of person boxes: flip-test inference on every device, decoded
+to image keypoints.
+
+`Predictor` is built once (model, codec, sampler, the compiled inference) and reused: by the
+evaluator at every evaluation of a run, by `python -m hrnet_jax.predict`, and by the benchmarks.
+"""
+
+from __future__ import annotations
+
+import functools
+import pathlib
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import PartitionSpec as P
+
+from hrnet_jax import checkpoint, config_lib, models, parallel
+from hrnet_jax.data import coco, pipeline
+from hrnet_jax.data.heatmaps import HeatmapCodec
+from hrnet_jax.errors import UserError
+
+
+def flip_permutation(num_joints: int, flip_pairs) -> np.ndarray:
+    """The joint order of a mirrored person: each left/right pair swapped."""
+    perm = np.arange(num_joints)
+    for a, b in flip_pairs:
+        perm[a], perm[b] = b, a
+    return perm
+
+
+def heatmaps_with_flip_test(
+    apply: Callable[[jax.Array], jax.Array], images: jax.Array, flip_perm, shift: bool
+) -> jax.Array:
+    """Averages the heatmaps of the images and of their mirror images, mirrored back with left and
+    right joints swapped and (`shift`) moved one pixel right to undo the flip's half-pixel offset."""
+    both = apply(jnp.concatenate([images, images[:, :, ::-1]], axis=0)).astype(jnp.float32)
+    heatmaps, flipped = jnp.split(both, 2)
+    flipped = flipped[:, :, ::-1, :][..., jnp.asarray(flip_perm)]
+    if shift:  # column x takes column x - 1; column 0 keeps its value (the reference's shift)
+        flipped = jnp.concatenate([flipped[:, :, :1], flipped[:, :, :-1]], axis=2)
+    return (heatmaps + flipped) * 0.5
+
+
+class Predictor:
+    """Person instances → keypoints (N, K, 3: image x, y, score), on all devices of `mesh`.
+
+    The inference function is jitted once here; `traces` counts how often JAX traced it (once per
+    input shape, so once per run: evaluation batches are padded to one shape).
+    """
+
+    def __init__(
+        self,
+        config: ml_collections.ConfigDict,
+        mesh: jax.sharding.Mesh,
+        variables: dict | None = None,
+        *,
+        data_options: pipeline.DataOptions | None = None,
+    ):
+        self.config = config
+        self.mesh = mesh
+        self.variables = variables
+        self.step: int | None = None  # the checkpoint step, for predictors restored from one
+        self.model = models.create_model(config.model)
+        self.codec = HeatmapCodec.from_config(config)
+        self.sampler = pipeline.make_sampler(config, train=False)
+        self.data_options = data_options or pipeline.DataOptions.from_config(config.data)
+        self.batch_size = config.eval.batch_size_per_device * mesh.size
+        self.traces = 0
+        self._infer = self._compile()
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | pathlib.Path,
+        step: int | None = None,
+        *,
+        best: bool = False,
+        config: ml_collections.ConfigDict | None = None,
+        mesh: jax.sharding.Mesh | None = None,
+        data_options: pipeline.DataOptions | None = None,
+    ) -> Predictor:
+        """Restores a run's params and BN statistics (step: default the latest; `best`: the best-AP
+        copy) onto this process's devices, whatever devices trained them. `config` defaults to the
+        one the checkpoint was written with."""
+        mesh = mesh or parallel.make_mesh()
+        with checkpoint.Checkpoints.read(path, best) as checkpoints:
+            step = checkpoints.resolve_step(step)
+            if config is None:
+                config = config_lib.check(checkpoints.restore_config(step))
+            predictor = cls(config, mesh, data_options=data_options)
+            abstract = models.abstract_variables(
+                predictor.model, config.input_size, parallel.replicated(mesh)
+            )
+            predictor.variables, predictor.step = checkpoints.restore_variables(
+                abstract, config, step
+            )
+        return predictor
+
+    def _compile(self) -> Callable:
+        config = self.config
+        mean, std = tuple(config.data.mean), tuple(config.data.std)
+        perm = flip_permutation(config.model.num_joints, config.data.flip_pairs)
+        model = self.model
+
+        def infer(variables, images):
+            self.traces += 1  # Python runs only while JAX traces
+            x = models.normalize(images, mean, std, model.backbone.dtype)
+            apply = functools.partial(model.apply, variables)
+            if config.eval.flip_test:
+                return heatmaps_with_flip_test(apply, x, perm, config.eval.shift_heatmap)
+            return apply(x).astype(jnp.float32)
+
+        sharded = jax.shard_map(
+            infer,
+            mesh=self.mesh,
+            in_specs=(P(), P(parallel.DATA_AXIS)),
+            out_specs=P(parallel.DATA_AXIS),
+        )
+        return jax.jit(sharded)
+
+    def heatmaps(self, images: np.ndarray | jax.Array, variables: dict | None = None) -> jax.Array:
+        """uint8 image crops (this process's rows of a global batch, or the global batch as a
+        `data`-sharded jax.Array) → float32 heatmaps, sharded."""
+        if not isinstance(images, jax.Array):
+            images = parallel.global_batch({"image": images}, self.mesh)["image"]
+        return self._infer(self.variables if variables is None else variables, images)
+
+    def predict(self, instances, variables: dict | None = None) -> dict[str, np.ndarray]:
+        """Keypoints of every readable instance, in instance order, on every process, with the
+        instances' `index`, `center`, `scale`, `score` and `image_id`. Unreadable records (data.strict
+        False) are left out; `len(instances) - len(result["index"])` counts them."""
+        batches = pipeline.eval_iterator(
+            instances,
+            self.sampler,
+            global_batch_size=self.batch_size,
+            options=self.data_options,
+            process_index=jax.process_index(),
+            process_count=jax.process_count(),
+        )
+        rows = []
+        try:
+            for batch in batches:
+                heatmaps = parallel.local_rows(self.heatmaps(batch["image"], variables))
+                keypoints = self.codec.decode_to_image(heatmaps, batch["center"], batch["scale"])
+                keys = ("index", "valid", "center", "scale", "score", "image_id")
+                rows.append({"keypoints": keypoints, **{k: batch[k] for k in keys}})
+        finally:
+            batches.close()
+        local = {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
+        if jax.process_count() > 1:  # gathers through JAX: int64 comes back as int32
+            local = multihost_utils.process_allgather(local, tiled=True)
+        index = local["index"].astype(np.int64)
+        order = np.argsort(np.where(local["valid"], index, np.iinfo(np.int64).max))
+        kept = order[: int(local["valid"].sum())]
+        return {k: v[kept] for k, v in local.items() if k != "valid"} | {"index": index[kept]}
+
+
+def parse_boxes(values: Sequence[str], width: int, height: int) -> np.ndarray:
+    """Box strings "x,y,w,h" → (N, 4) boxes; none → the whole image as one person box."""
+    if not values:
+        return np.array([[0.0, 0.0, float(width), float(height)]])
+    boxes = []
+    for value in values:
+        try:
+            box = [float(v) for v in value.split(",")]
+        except ValueError:
+            box = []
+        if len(box) != 4 or not np.all(np.isfinite(box)) or box[2] <= 0 or box[3] <= 0:
+            raise UserError(f"--box takes finite x,y,w,h with w, h > 0; got {value!r}")
+        boxes.append(box)
+    return np.array(boxes)
+
+
+def box_instances(
+    config: ml_collections.ConfigDict, image_file: str, image_hw: tuple[int, int], boxes: np.ndarray
+) -> coco.Instances:
+    """Person instances for (N, 4) x, y, w, h boxes of one image, cropped as the config crops."""
+    aspect = config.input_size[1] / config.input_size[0]
+    center, scale = coco.box_to_center_scale(boxes, aspect, config.data.bbox_padding)
+    n, k = len(boxes), config.model.num_joints
+    return coco.Instances(
+        image_file=np.array([image_file] * n),
+        image_id=np.zeros(n, np.int64),
+        ann_id=np.full(n, -1, np.int64),
+        image_size=np.tile(image_hw, (n, 1)).astype(np.int32),
+        center=center,
+        scale=scale,
+        joints=np.zeros((n, k, 2), np.float32),
+        joints_vis=np.zeros((n, k), np.float32),
+        score=np.ones(n, np.float32),
+        area=np.zeros(n, np.float32),
+    )
