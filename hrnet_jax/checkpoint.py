@@ -1,8 +1,10 @@
-"""orbax checkpoints in WORKDIR/checkpoints: the train state, the data iterator's state, the config.
+"""orbax checkpoints in WORKDIR/checkpoints: the train state, the data iterator's state, the config;
+and in WORKDIR/checkpoints_best, the params and BN statistics of the best evaluated step.
 
 Saves are asynchronous and atomic (orbax writes to a temporary directory and renames it when
 complete), so a run killed at any moment resumes from the last complete checkpoint. Restores go
-straight into the current mesh's shardings, whatever mesh wrote them.
+straight into the current mesh's shardings, whatever mesh wrote them. Readers (evaluate, predict,
+init_from) open a directory read-only (`Checkpoints.read`).
 """
 
 from __future__ import annotations

@@ -146,11 +146,10 @@ def _train(config, workdir: pathlib.Path, stack: contextlib.ExitStack) -> dict:
         total_steps,
     )
     evaluation = functools.partial(_evaluate, evaluator, checkpoints, writer, workdir, config)
-    last, last_eval = (
-        {},
-        _resume_evaluation(first_step, total_steps, eval_due, evaluation, state, checkpoints),
+    last_eval = _resume_evaluation(
+        first_step, total_steps, eval_due, evaluation, state, checkpoints
     )
-    window, pending, skipped = Window(), None, 0
+    last, window, pending, skipped = {}, Window(), None, 0
     with _stop_signals() as stop_request:
         for step in range(first_step, total_steps):
             t0 = time.perf_counter()
