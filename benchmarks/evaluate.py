@@ -58,11 +58,11 @@ def main():
     predictor.codec.decode(heatmaps)
     decode_s = time.perf_counter() - start
     start = time.perf_counter()
-    results = rescore_and_nms(preds, config.eval)
+    results = rescore_and_nms(preds, config.eval, predictor.spec.sigmas)
     nms_s = time.perf_counter() - start
     start = time.perf_counter()
     annotations, _ = sources.split_paths(config, config.data.val_split)
-    coco_metric.keypoint_ap(annotations, results)
+    coco_metric.keypoint_ap(annotations, results, predictor.spec)
     cocoeval_s = time.perf_counter() - start
     total = predict_s + nms_s + cocoeval_s
     common.report(

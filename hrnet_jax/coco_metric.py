@@ -14,6 +14,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from hrnet_jax.data import coco
+from hrnet_jax.data.keypoints import KeypointSpec
 from hrnet_jax.errors import UserError
 
 
@@ -24,7 +25,7 @@ class ResultsError(UserError, ValueError):
 STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 
 
-def read_results(path: str | pathlib.Path) -> list[dict[str, Any]]:
+def read_results(path: str | pathlib.Path, num_joints: int) -> list[dict[str, Any]]:
     """A COCO keypoint results file, checked for what COCOeval needs."""
     path = pathlib.Path(path)
     if not path.is_file():
@@ -40,10 +41,10 @@ def read_results(path: str | pathlib.Path) -> list[dict[str, Any]]:
     for i, r in enumerate(results):
         if not isinstance(r, dict) or not {"image_id", "keypoints", "score"} <= r.keys():
             raise ResultsError(f"{path}: result #{i} lacks image_id, keypoints or score")
-        if len(r["keypoints"]) != coco.NUM_JOINTS * 3:
+        if len(r["keypoints"]) != num_joints * 3:
             raise ResultsError(
                 f"{path}: result #{i} has {len(r['keypoints'])} keypoint numbers, "
-                f"expected {coco.NUM_JOINTS * 3}"
+                f"expected {num_joints * 3} ({num_joints} joints)"
             )
     return results
 
@@ -54,21 +55,40 @@ def write_results(path: str | pathlib.Path, results: list[dict[str, Any]]) -> No
     path.write_text(json.dumps(results))
 
 
+def prepare_annotations(gt: COCO, spec: KeypointSpec) -> COCO:
+    """Gives every GT annotation the area OKS scales by: its own (`spec.use_area`, COCO) or its
+    box's (CrowdPose, AIC, whose files carry none), as xtcocotools' use_area does; and `iscrowd` 0
+    where a set leaves it out (AIC). In place."""
+    for ann in gt.dataset.get("annotations", []):
+        ann.setdefault("iscrowd", 0)
+        if not spec.use_area or "area" not in ann:
+            ann["area"] = float(ann["bbox"][2]) * float(ann["bbox"][3])
+    return gt
+
+
+# CrowdPose's crowd levels by the images' crowdIndex (crowdposetools): easy, medium, hard.
+CROWD_LEVELS = (("AP_easy", 0.0, 0.1), ("AP_medium", 0.1, 0.8), ("AP_hard", 0.8, float("inf")))
+
+
 def keypoint_ap(
     annotations: COCO | str | pathlib.Path,
     results: list[dict[str, Any]],
+    spec: KeypointSpec,
     name: str | pathlib.Path | None = None,
 ) -> dict:
-    """The ten COCOeval keypoint stats by name; all 0 (with a warning) when there are no results.
+    """The ten COCOeval keypoint stats by name (with `spec`'s sigmas and OKS area), plus AP by crowd
+    level for sets with a crowdIndex; all 0 (with a warning) when there are no results.
 
     `annotations` is the GT annotation file or a COCO object parsed from `name`."""
     if isinstance(annotations, COCO):
         gt, annotation_file = annotations, name or "the annotations"
     else:
         gt, annotation_file = coco.load_coco(annotations), annotations
+    prepare_annotations(gt, spec)
+    names = STAT_NAMES + (tuple(n for n, _, _ in CROWD_LEVELS) if spec.crowd_index else ())
     if not results:
         logging.warning("no keypoint results to evaluate: every metric is 0")
-        return dict.fromkeys(STAT_NAMES, 0.0)
+        return dict.fromkeys(names, 0.0)
     unknown = sorted({r["image_id"] for r in results} - set(gt.getImgIds()))
     if unknown:
         raise ResultsError(
@@ -77,15 +97,29 @@ def keypoint_ap(
     # Without a `bbox` key, loadRes derives each result's area from its keypoints' extent.
     results = [{k: v for k, v in r.items() if k != "bbox"} for r in results]
     with contextlib.redirect_stdout(io.StringIO()):
-        evaluator = COCOeval(gt, gt.loadRes(results), "keypoints")
-        evaluator.params.useSegm = None
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    return {name: float(v) for name, v in zip(STAT_NAMES, np.asarray(evaluator.stats), strict=True)}
+        detections = gt.loadRes(results)
+        stats = _cocoeval(gt, detections, spec, None)
+        metrics = dict(zip(STAT_NAMES, map(float, stats), strict=True))
+        for level, low, high in CROWD_LEVELS if spec.crowd_index else ():
+            ids = [i for i, im in gt.imgs.items() if low <= im.get("crowdIndex", 0.0) < high]
+            metrics[level] = float(_cocoeval(gt, detections, spec, ids)[0]) if ids else -1.0
+    return metrics
+
+
+def _cocoeval(gt: COCO, detections: COCO, spec: KeypointSpec, image_ids) -> np.ndarray:
+    evaluator = COCOeval(gt, detections, "keypoints")
+    evaluator.params.useSegm = None
+    evaluator.params.kpt_oks_sigmas = np.asarray(spec.sigmas, np.float64)
+    if image_ids is not None:
+        evaluator.params.imgIds = image_ids
+    evaluator.evaluate()
+    evaluator.accumulate()
+    evaluator.summarize()
+    return np.asarray(evaluator.stats)
 
 
 def format_table(metrics: dict[str, float]) -> str:
-    header = " | ".join(f"{name:>6}" for name in STAT_NAMES)
-    values = " | ".join(f"{metrics[name]:6.4f}" for name in STAT_NAMES)
-    return f"| {header} |\n|{'|'.join(['-' * 8] * len(STAT_NAMES))}|\n| {values} |"
+    names = [n for n in (*STAT_NAMES, *(n for n, _, _ in CROWD_LEVELS)) if n in metrics]
+    header = " | ".join(f"{name:>6}" for name in names)
+    values = " | ".join(f"{metrics[name]:6.4f}" for name in names)
+    return f"| {header} |\n|{'|'.join(['-' * 8] * len(names))}|\n| {values} |"

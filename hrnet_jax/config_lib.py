@@ -16,14 +16,15 @@ from collections.abc import Sequence
 
 import ml_collections
 
+from hrnet_jax.data import keypoints
 from hrnet_jax.errors import ConfigError
 
 OUTPUT_STRIDE = 4  # HRNet's heatmaps: the stem's two stride-2 convolutions
 
-COCO_FLIP_PAIRS = ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16))
 
-
-def hrnet_model(width: int, num_joints: int = 17) -> ml_collections.ConfigDict:
+def hrnet_model(
+    width: int, num_joints: int = keypoints.COCO.num_joints
+) -> ml_collections.ConfigDict:
     """HRNet-W{width}: the official stage specs (HRN experiments/coco/hrnet/w32_*.yaml, EXTRA)."""
     w = width
     return ml_collections.ConfigDict(
@@ -95,7 +96,15 @@ def recipe() -> ml_collections.ConfigDict:
     c.data.mean = (0.485, 0.456, 0.406)  # ImageNet RGB mean and std on [0, 1] images (HRN/PD/MMP)
     c.data.std = (0.229, 0.224, 0.225)
     c.data.bbox_padding = 1.25  # HRN/PD/MMP: box -> crop padding
-    c.data.flip_pairs = COCO_FLIP_PAIRS  # left/right joint pairs (HRN/PD/MMP)
+    # The keypoint set (data/keypoints.py): "coco", "crowdpose", "aic", "ochuman" or "custom".
+    c.data.keypoints = "coco"
+    c.data.custom_keypoints = ml_collections.ConfigDict()  # with data.keypoints="custom"
+    c.data.custom_keypoints.joint_names = ()  # empty: the annotation file's category names them
+    c.data.custom_keypoints.flip_pairs = ()  # ((left, right), ...), 0-based
+    c.data.custom_keypoints.skeleton = ()  # 0-based links; empty: the category's skeleton
+    c.data.custom_keypoints.sigmas = ()  # OKS sigma per joint
+    c.data.custom_keypoints.upper_body_ids = ()  # half-body augmentation's upper joints
+    c.data.custom_keypoints.use_area = True  # OKS scale: GT area (False: box area)
     c.data.strict = True  # False: skip (and count) unreadable images and bad annotations
     c.data.reduced_decode = True  # decode JPEGs at 1/2..1/8 size where the crop averages that much
     c.data.target_dtype = "float32"  # or "bfloat16": heatmap targets leave the pipeline in it
@@ -114,7 +123,6 @@ def recipe() -> ml_collections.ConfigDict:
     c.augment.num_joints_half_body = 8  # HRN NUM_JOINTS_HALF_BODY: needs more visible joints
     c.augment.half_body_upper_prob = 0.6915  # HRN picks the upper body if randn() < 0.5: Phi(0.5)
     c.augment.half_body_padding = 1.5  # HRN/MMP half-body box padding
-    c.augment.upper_body_ids = tuple(range(11))  # HRN upper_body_ids: nose .. wrists
 
     c.codec = ml_collections.ConfigDict()
     c.codec.sigma = 2.0  # PD: 2 at both sizes; HRN and MMP use 3 at 384x288
@@ -304,23 +312,16 @@ def _geometry_problems(config) -> list[str]:
 
 
 def _joint_problems(config) -> list[str]:
-    k = config.model.num_joints
-    problems = []
-    if k < 1:
-        return [f"model.num_joints is {k}; it must be >= 1"]
-    bad = [
-        tuple(p) for p in config.data.flip_pairs if len(p) != 2 or not all(0 <= j < k for j in p)
-    ]
-    if bad:
-        problems.append(
-            f"data.flip_pairs {bad} name joints outside 0..{k - 1} (model.num_joints is {k})"
-        )
-    bad = [j for j in config.augment.upper_body_ids if not 0 <= j < k]
-    if bad:
-        problems.append(
-            f"augment.upper_body_ids {bad} are outside 0..{k - 1} (model.num_joints is {k})"
-        )
-    return problems
+    try:
+        spec = keypoints.from_config(config)
+    except ConfigError as e:
+        return [str(e)]
+    if config.model.num_joints != spec.num_joints:
+        return [
+            f"model.num_joints is {config.model.num_joints} but data.keypoints {spec.name!r} has "
+            f"{spec.num_joints} joints: set model.num_joints={spec.num_joints}"
+        ]
+    return []
 
 
 def _get(config, dotted: str):

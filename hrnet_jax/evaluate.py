@@ -2,7 +2,7 @@
 
     python -m hrnet_jax.evaluate --config=configs/w32_384x288.py --workdir=DIR [--step=N | --best]
         [--out=OUT]
-    python -m hrnet_jax.evaluate --results=FILE.json --annotations=GT.json
+    python -m hrnet_jax.evaluate --results=FILE.json --annotations=GT.json [--keypoints=crowdpose]
 
 The first restores DIR's checkpoint onto whatever devices this process has and writes
 keypoints_results.json, metrics.json, config.json and vis_*.png into OUT, by default
@@ -16,6 +16,7 @@ import pathlib
 from absl import flags
 
 from hrnet_jax import cli, coco_metric, parallel, runtime
+from hrnet_jax.data import keypoints
 from hrnet_jax.errors import UserError
 from hrnet_jax.evaluator import Evaluator, settings_hash
 from hrnet_jax.predictor import Predictor
@@ -27,13 +28,23 @@ _BEST = flags.DEFINE_bool("best", False, "Evaluate the best-AP checkpoint (check
 _OUT = flags.DEFINE_string("out", None, "Output folder (default: WORKDIR/eval/<step>-<settings>).")
 _RESULTS = flags.DEFINE_string("results", None, "Score this COCO results file instead.")
 _ANNOTATIONS = flags.DEFINE_string("annotations", None, "GT annotations for --results.")
+_KEYPOINTS = flags.DEFINE_enum(
+    "keypoints",
+    None,
+    list(keypoints.PRESETS),
+    "Keypoint set of --results (default: --config's, or coco).",
+)
 
 
 def score_results_file() -> None:
     if not _ANNOTATIONS.value:
         raise UserError("--results needs --annotations (the ground-truth COCO file)")
-    results = coco_metric.read_results(_RESULTS.value)
-    metrics = coco_metric.keypoint_ap(_ANNOTATIONS.value, results)
+    if _KEYPOINTS.value:
+        spec = keypoints.PRESETS[_KEYPOINTS.value]
+    else:
+        spec = keypoints.from_config(_CONFIG.value) if _CONFIG.given else keypoints.COCO
+    results = coco_metric.read_results(_RESULTS.value, spec.num_joints)
+    metrics = coco_metric.keypoint_ap(_ANNOTATIONS.value, results, spec)
     print(coco_metric.format_table(metrics))
     out = pathlib.Path(_RESULTS.value).with_suffix(".metrics.json")
     out.write_text(json.dumps(metrics, indent=1))

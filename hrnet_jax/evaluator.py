@@ -41,7 +41,8 @@ EVAL_SETTINGS = (
     "data.mean",
     "data.std",
     "data.bbox_padding",
-    "data.flip_pairs",
+    "data.keypoints",
+    "data.custom_keypoints",
     "data.strict",
 )
 
@@ -58,7 +59,9 @@ def settings_hash(config: ml_collections.ConfigDict) -> str:
     return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:8]
 
 
-def rescore_and_nms(preds: dict[str, np.ndarray], eval_config: ml_collections.ConfigDict) -> list:
+def rescore_and_nms(
+    preds: dict[str, np.ndarray], eval_config: ml_collections.ConfigDict, sigmas
+) -> list:
     """COCO results: box score x mean joint score over joints above `in_vis_thre`, then OKS NMS per
     image (the reference's COCODataset.evaluate)."""
     kpt_scores = preds["keypoints"][..., 2]
@@ -69,7 +72,13 @@ def rescore_and_nms(preds: dict[str, np.ndarray], eval_config: ml_collections.Co
     results = []
     for image_id in np.unique(preds["image_id"]):
         idx = np.flatnonzero(preds["image_id"] == image_id)
-        args = (preds["keypoints"][idx], scores[idx], areas[idx], eval_config.oks_nms_threshold)
+        args = (
+            preds["keypoints"][idx],
+            scores[idx],
+            areas[idx],
+            eval_config.oks_nms_threshold,
+            sigmas,
+        )
         if eval_config.soft_nms:
             keep = nms.soft_oks_nms(*args, max_dets=eval_config.soft_nms_max_dets)
         else:
@@ -107,6 +116,8 @@ class Evaluator:
             raise UserError(f"the val split ({self.annotation_file}) has no person instances")
         self.left_out = report.left_out.get("bad annotation", 0)  # data.strict=False only
         self.predictor = predictor or Predictor(config, mesh)
+        self.spec = self.predictor.spec
+        coco_metric.prepare_annotations(self.gt, self.spec)
 
     def run(self, variables: dict, step: int, out: str | pathlib.Path) -> dict[str, float]:
         """Evaluates `variables` (replicated on the predictor's mesh); writes into `out` (process 0)."""
@@ -115,9 +126,11 @@ class Evaluator:
         metrics = dict.fromkeys(coco_metric.STAT_NAMES, 0.0)
         if jax.process_index() == 0:
             out = pathlib.Path(out)
-            results = rescore_and_nms(preds, self.config.eval)
+            results = rescore_and_nms(preds, self.config.eval, self.spec.sigmas)
             coco_metric.write_results(out / "keypoints_results.json", results)
-            metrics = coco_metric.keypoint_ap(self.gt, results, name=self.annotation_file)
+            metrics = coco_metric.keypoint_ap(
+                self.gt, results, self.spec, name=self.annotation_file
+            )
             summary = f"step {step}: AP {metrics['AP']:.4f} on {len(preds['index'])} instances"
             skipped = self._skipped_note(unreadable)
             logging.info("%s%s (%s)", summary, f"; {skipped}" if skipped else "", out)
@@ -154,13 +167,12 @@ class Evaluator:
         by_image: dict[int, list] = {}
         for r in results:
             by_image.setdefault(r["image_id"], []).append(r["keypoints"])
-        k = self.config.model.num_joints
+        k = self.spec.num_joints
         for image_id in sorted(by_image)[: self.config.eval.num_visualize]:
             file_name = self.gt.imgs[image_id]["file_name"]
             image = cv2.imread(str(self.image_dir / file_name))
             if image is None:
                 continue
             keypoints = np.array(by_image[image_id]).reshape(-1, k, 3)
-            visualize.save_png(
-                out / f"vis_{image_id}.png", visualize.draw_skeletons(image, keypoints)
-            )
+            drawn = visualize.draw_skeletons(image, keypoints, self.spec)
+            visualize.save_png(out / f"vis_{image_id}.png", drawn)

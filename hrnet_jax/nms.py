@@ -4,36 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-# COCO's per-joint falloff constants (pycocotools' kpt_oks_sigmas), in COCO joint order.
-COCO_SIGMAS = (
-    np.array(
-        [
-            0.26,
-            0.25,
-            0.25,
-            0.35,
-            0.35,
-            0.79,
-            0.79,
-            0.72,
-            0.72,
-            0.62,
-            0.62,
-            1.07,
-            1.07,
-            0.87,
-            0.87,
-            0.89,
-            0.89,
-        ]
-    )
-    / 10.0
-)
 
-
-def oks_matrix(
-    keypoints: np.ndarray, areas: np.ndarray, sigmas: np.ndarray = COCO_SIGMAS
-) -> np.ndarray:
+def oks_matrix(keypoints: np.ndarray, areas: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
     """Pairwise OKS of N instances' (N, K, 2+) keypoints over all K joints (the reference's oks_iou).
 
     Entry (i, j) measures instance j's joints against instance i's as ground truth, with the two
@@ -49,7 +21,7 @@ def oks_matrix(
 
 
 def oks_nms(
-    keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, threshold: float
+    keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, threshold: float, sigmas
 ) -> np.ndarray:
     """Greedy NMS: in descending score order, keep an instance and drop those with OKS > threshold.
 
@@ -58,7 +30,7 @@ def oks_nms(
     order = np.argsort(-np.asarray(scores), kind="stable")
     if order.size == 0:
         return order
-    oks = oks_matrix(keypoints, areas)
+    oks = oks_matrix(keypoints, areas, sigmas)
     keep = []
     while order.size:
         i, order = order[0], order[1:]
@@ -72,13 +44,14 @@ def soft_oks_nms(
     scores: np.ndarray,
     areas: np.ndarray,
     threshold: float,
+    sigmas,
     max_dets: int = 20,
 ) -> np.ndarray:
     """The reference's soft OKS NMS: instead of dropping overlaps, decay their ranking scores by
     exp(-oks^2 / threshold); keeps at most `max_dets` instances, best first."""
     order = np.argsort(-np.asarray(scores), kind="stable")
     ranking = np.asarray(scores, np.float64)[order]
-    oks = oks_matrix(keypoints, areas)
+    oks = oks_matrix(keypoints, areas, sigmas)
     keep = []
     while order.size and len(keep) < max_dets:
         i, order, ranking = order[0], order[1:], ranking[1:]

@@ -38,7 +38,9 @@ def main() -> None:
     )
     instances = box_instances(predictor.config, _IMAGE.value, image.shape[:2], boxes)
     keypoints = predictor.predict(instances)["keypoints"]
-    visualize.save_png(_OUT.value, visualize.draw_skeletons(image, keypoints, with_scores=True))
+    visualize.save_png(
+        _OUT.value, visualize.draw_skeletons(image, keypoints, predictor.spec, with_scores=True)
+    )
     print(
         json.dumps(
             {"out": _OUT.value, "keypoints": np.round(keypoints.astype(np.float64), 2).tolist()}

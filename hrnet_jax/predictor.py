@@ -19,17 +19,9 @@ from jax.experimental import multihost_utils
 from jax.sharding import PartitionSpec as P
 
 from hrnet_jax import checkpoint, config_lib, models, parallel
-from hrnet_jax.data import coco, pipeline
+from hrnet_jax.data import coco, keypoints, pipeline
 from hrnet_jax.data.heatmaps import HeatmapCodec
 from hrnet_jax.errors import UserError
-
-
-def flip_permutation(num_joints: int, flip_pairs) -> np.ndarray:
-    """The joint order of a mirrored person: each left/right pair swapped."""
-    perm = np.arange(num_joints)
-    for a, b in flip_pairs:
-        perm[a], perm[b] = b, a
-    return perm
 
 
 def heatmaps_with_flip_test(
@@ -65,6 +57,7 @@ class Predictor:
         self.variables = variables
         self.step: int | None = None  # the checkpoint step, for predictors restored from one
         self.model = models.create_model(config.model)
+        self.spec = keypoints.from_config(config)
         self.codec = HeatmapCodec.from_config(config)
         self.sampler = pipeline.make_sampler(config, train=False)
         self.data_options = data_options or pipeline.DataOptions.from_config(config.data)
@@ -103,7 +96,7 @@ class Predictor:
     def _compile(self) -> Callable:
         config = self.config
         mean, std = tuple(config.data.mean), tuple(config.data.std)
-        perm = flip_permutation(config.model.num_joints, config.data.flip_pairs)
+        perm = self.spec.flip_permutation
         model = self.model
 
         def infer(variables, images):

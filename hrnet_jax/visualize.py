@@ -1,4 +1,5 @@
-"""Draws predicted COCO skeletons on images."""
+"""Draws predicted skeletons on images, with a keypoint set's limbs; left joints and limbs in one
+colour, right ones in another."""
 
 from __future__ import annotations
 
@@ -7,36 +8,43 @@ import pathlib
 import cv2
 import numpy as np
 
-# COCO's 19 limbs (0-based joint indices), as in the person category's `skeleton`.
-SKELETON = (
-    (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7), (6, 8),
-    (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
-)  # fmt: skip
+from hrnet_jax.data.keypoints import KeypointSpec
+
 LEFT, RIGHT, CENTER = (255, 128, 0), (0, 128, 255), (0, 220, 0)  # BGR
 
 
-def _side(joint: int) -> tuple[int, int, int]:
-    return CENTER if joint == 0 else LEFT if joint % 2 else RIGHT
+def _sides(spec: KeypointSpec) -> list[tuple[int, int, int]]:
+    """Each joint's colour, from its name ("left_knee", "Right Hip", "l_ankle", ...)."""
+
+    def side(name: str):
+        name = name.lower().replace(" ", "_")
+        if name.startswith(("left", "l_")):
+            return LEFT
+        return RIGHT if name.startswith(("right", "r_")) else CENTER
+
+    return [side(n) for n in spec.joint_names]
 
 
 def draw_skeletons(
     image_bgr: np.ndarray,
     keypoints: np.ndarray,
+    spec: KeypointSpec,
     threshold: float = 0.2,
     with_scores: bool = False,
 ) -> np.ndarray:
-    """Draws (N, 17, 3) keypoints (x, y, score): limbs and joints scoring above `threshold`."""
+    """Draws (N, K, 3) keypoints (x, y, score): limbs and joints scoring above `threshold`."""
     canvas = image_bgr.copy()
     thickness = max(1, round(max(canvas.shape[:2]) / 300))
+    sides = _sides(spec)
     for person in np.asarray(keypoints, np.float64):
         visible = person[:, 2] > threshold
-        for a, b in SKELETON:
+        for a, b in spec.skeleton:
             if visible[a] and visible[b]:
                 pa, pb = (tuple(int(round(v)) for v in person[j, :2]) for j in (a, b))
-                cv2.line(canvas, pa, pb, _side(b), thickness + 1, cv2.LINE_AA)
+                cv2.line(canvas, pa, pb, sides[b], thickness + 1, cv2.LINE_AA)
         for j in np.flatnonzero(visible):
             point = tuple(int(round(v)) for v in person[j, :2])
-            cv2.circle(canvas, point, thickness + 2, _side(j), -1, cv2.LINE_AA)
+            cv2.circle(canvas, point, thickness + 2, sides[j], -1, cv2.LINE_AA)
             if with_scores:
                 cv2.putText(
                     canvas, f"{person[j, 2]:.2f}", (point[0] + 4, point[1] - 4),

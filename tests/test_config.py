@@ -20,14 +20,14 @@ def test_overrides_are_parsed_by_the_fields_type():
         "train.num_epochs=7",
         "train.learning_rate=1e-3",
         "train.lr_decay_epochs=(170,200)",
-        "data.flip_pairs=((1,2),(3,4))",
+        "data.custom_keypoints.flip_pairs=((1,2),(3,4))",
         "data.root=/data/coco",
         "input_size=128,96",
     )
     assert config.eval.use_gt_bbox is False and config.train.sync_bn is True
     assert config.train.num_epochs == 7 and config.train.learning_rate == 1e-3
     assert config.train.lr_decay_epochs == (170, 200)
-    assert config.data.flip_pairs == ((1, 2), (3, 4))
+    assert config.data.custom_keypoints.flip_pairs == ((1, 2), (3, 4))
     assert config.data.root == "/data/coco" and config.input_size == (128, 96)
 
 
@@ -67,8 +67,7 @@ def test_check_reports_every_problem_at_once_and_freezes_the_config():
         "model.dtype is 'bf16'; expected one of float32, bfloat16, float16 (write 'bfloat16')",
         "train.global_batch_size is 0; it must be > 0",
         "input_size (96, 64) is not 4x heatmap_size (16, 16)",
-        "data.flip_pairs [(9, 10), (11, 12), (13, 14), (15, 16)] name joints outside 0..9",
-        "augment.upper_body_ids [10] are outside 0..9 (model.num_joints is 10)",
+        "model.num_joints is 10 but data.keypoints 'coco' has 17 joints: set model.num_joints=17",
         "codec.decoding is 'bogus'; expected one of quarter_offset, dark",
     ]
     assert len(lines) == len(expected)

@@ -9,14 +9,13 @@ import numpy as np
 import pytest
 import simplejpeg
 
-from hrnet_jax import config_lib
-from hrnet_jax.data import coco, pipeline, transforms
+from hrnet_jax.data import coco, keypoints, pipeline, transforms
 from hrnet_jax.data.heatmaps import HeatmapCodec
 from hrnet_jax.data.samples import Augment, ImageError, TopDownSampler, read_image, warp_rgb
 
 ANNOTATIONS = "annotations/person_keypoints_mini.json"
 DETECTIONS = "person_detection_results/COCO_mini_detections_AP_H_56_person.json"
-FLIP_PAIRS = config_lib.COCO_FLIP_PAIRS
+FLIP_PAIRS = keypoints.COCO.flip_pairs
 
 
 def _gt(root, **kw):

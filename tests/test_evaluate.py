@@ -13,11 +13,12 @@ from pycocotools.cocoeval import COCOeval
 from testing_utils import run_module
 
 from hrnet_jax import coco_metric, config_lib, evaluator, nms, predictor
-from hrnet_jax.data import coco, transforms
+from hrnet_jax.data import coco, keypoints, transforms
 from hrnet_jax.data.heatmaps import HeatmapCodec
 from hrnet_jax.errors import UserError
 
 ANNOTATIONS = "annotations/person_keypoints_mini.json"
+SIGMAS = keypoints.COCO.sigmas
 
 
 @pytest.fixture(scope="module")
@@ -102,8 +103,8 @@ def test_flip_test_follows_the_recipe():
     def apply(x):  # neither mirror-symmetric nor the same for every joint
         return jnp.tanh(x @ weights) + column * weights[0]
 
-    pairs = config_lib.COCO_FLIP_PAIRS
-    perm = predictor.flip_permutation(17, pairs)
+    pairs = keypoints.COCO.flip_pairs
+    perm = keypoints.COCO.flip_permutation
     got = predictor.heatmaps_with_flip_test(apply, jnp.asarray(images), perm, shift=True)
     np.testing.assert_allclose(got, _reference_flip_test(apply, images, pairs), atol=1e-6)
 
@@ -114,20 +115,20 @@ def test_flip_test_of_a_mirror_symmetric_model_returns_its_output():
     rng = np.random.default_rng(1)
     images = rng.random((1, 8, 6, 3)).astype(np.float32)
     gains = rng.random(17).astype(np.float32)
-    for a, b in config_lib.COCO_FLIP_PAIRS:
+    for a, b in keypoints.COCO.flip_pairs:
         gains[b] = gains[a]
 
     def apply(x):
         return x[..., :1] * gains
 
-    perm = predictor.flip_permutation(17, config_lib.COCO_FLIP_PAIRS)
+    perm = keypoints.COCO.flip_permutation
     got = predictor.heatmaps_with_flip_test(apply, jnp.asarray(images), perm, shift=False)
     np.testing.assert_allclose(got, apply(images), atol=1e-7)
 
 
 def _oks_reference(g, d, area_g, area_d):
     """oks_iou as the recipe describes it, one pair at a time."""
-    variances = (nms.COCO_SIGMAS * 2) ** 2
+    variances = (np.array(keypoints.COCO.sigmas) * 2) ** 2
     e = ((d[:, 0] - g[:, 0]) ** 2 + (d[:, 1] - g[:, 1]) ** 2) / variances
     e = e / ((area_g + area_d) / 2 + np.spacing(1)) / 2
     return np.sum(np.exp(-e)) / len(e)
@@ -149,7 +150,9 @@ def test_oks_nms_drops_duplicates_and_keeps_distinct_persons():
     rng = np.random.default_rng(0)
     person = rng.uniform(100, 300, (17, 3))
     kpts = np.stack([person, person + 0.5, person + 200.0])  # a near duplicate and another person
-    keep = nms.oks_nms(kpts, np.array([0.7, 0.9, 0.8]), np.full(3, 150.0**2), threshold=0.9)
+    keep = nms.oks_nms(
+        kpts, np.array([0.7, 0.9, 0.8]), np.full(3, 150.0**2), threshold=0.9, sigmas=SIGMAS
+    )
     assert keep.tolist() == [1, 2]  # the better-scored duplicate survives, the other person too
 
 
@@ -160,7 +163,7 @@ def test_oks_nms_equals_the_quadratic_reference():
     scores, areas = rng.random(len(kpts)), rng.uniform(40, 200, len(kpts)) ** 2
     for threshold in (0.5, 0.9):
         expected = _nms_reference(kpts, scores, areas, threshold)
-        got = nms.oks_nms(kpts, scores, areas, threshold)
+        got = nms.oks_nms(kpts, scores, areas, threshold, SIGMAS)
         assert got.tolist() == expected
         assert 6 <= len(got) < len(kpts)
 
@@ -172,8 +175,10 @@ def test_soft_oks_nms_decays_duplicates_below_distinct_persons():
     kpts = np.stack([person, person, person + 300.0])
     scores, areas = np.array([0.9, 0.8, 0.5]), np.full(3, 150.0**2)
     # After A: B ranks 0.8 * exp(-1 / 0.3) = 0.029, C 0.5 * exp(-0) = 0.5, so C comes before B.
-    assert nms.soft_oks_nms(kpts, scores, areas, threshold=0.3).tolist() == [0, 2, 1]
-    assert nms.soft_oks_nms(kpts, scores, areas, threshold=0.3, max_dets=2).tolist() == [0, 2]
+    assert nms.soft_oks_nms(kpts, scores, areas, threshold=0.3, sigmas=SIGMAS).tolist() == [0, 2, 1]
+    assert nms.soft_oks_nms(
+        kpts, scores, areas, threshold=0.3, sigmas=SIGMAS, max_dets=2
+    ).tolist() == [0, 2]
 
 
 def _gt_results(coco_mini):
@@ -188,7 +193,7 @@ def _gt_results(coco_mini):
 def test_ground_truth_as_predictions_scores_one_everywhere(coco_mini):
     results = _gt_results(coco_mini)
     assert len(results) == 12
-    metrics = coco_metric.keypoint_ap(coco_mini / ANNOTATIONS, results)
+    metrics = coco_metric.keypoint_ap(coco_mini / ANNOTATIONS, results, keypoints.COCO)
     assert metrics == dict.fromkeys(coco_metric.STAT_NAMES, 1.0)
 
 
@@ -267,7 +272,7 @@ def test_rescoring_multiplies_box_score_by_confident_joint_mean():
         "center": np.zeros((2, 2), np.float32),
         "image_id": np.array([7, 7]),
     }
-    results = evaluator.rescore_and_nms(preds, config.eval)
+    results = evaluator.rescore_and_nms(preds, config.eval, SIGMAS)
     assert [r["score"] for r in results] == pytest.approx([0.45, 0.0])
 
 

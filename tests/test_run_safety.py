@@ -123,7 +123,7 @@ def test_skipped_val_persons_are_reported_as_misses(synthetic_root, tmp_path, ca
 
 def test_model_joint_count_must_match_the_data(synthetic_root):
     config = tiny_train_config(synthetic_root, num_epochs=1)
-    config.model.num_joints, config.data.flip_pairs, config.augment.upper_body_ids = 14, (), ()
+    config.model.num_joints = 14
     with pytest.raises(ConfigError, match="model.num_joints is 14 but the train data .* has 17"):
         sources.load_instances(config, "train", train=True)
 

@@ -22,8 +22,6 @@ from pycocotools.coco import COCO
 from hrnet_jax.data.heatmaps import PIXEL_STD
 from hrnet_jax.errors import UserError
 
-NUM_JOINTS = 17
-
 
 class AnnotationError(UserError, ValueError):
     """A bad annotation; the message names the file and annotation id."""
@@ -39,8 +37,8 @@ class Instances:
     image_size: np.ndarray  # (N, 2) int32 (h, w)
     center: np.ndarray  # (N, 2) float32 (x, y) in pixels
     scale: np.ndarray  # (N, 2) float32 (w, h) / PIXEL_STD, padded
-    joints: np.ndarray  # (N, 17, 2) float32 (x, y) in pixels
-    joints_vis: np.ndarray  # (N, 17) float32, 0 or 1
+    joints: np.ndarray  # (N, K, 2) float32 (x, y) in pixels
+    joints_vis: np.ndarray  # (N, K) float32, 0 or 1
     score: np.ndarray  # (N,) float32: detector score, 1 for GT boxes
     area: np.ndarray  # (N,) float32: GT segmentation area (0 for detector boxes)
 
@@ -115,11 +113,15 @@ def gt_instances(
     padding: float = 1.25,
     strict: bool = True,
     name: str | pathlib.Path | None = None,
+    num_joints: int | None = None,
 ) -> tuple[Instances, LoadReport]:
     """One record per non-crowd person with keypoints and a clean box (the reference's GT db).
 
-    `annotations` is an annotation file or a COCO object parsed from `name`."""
+    `annotations` is an annotation file or a COCO object parsed from `name`; every person has
+    `num_joints` joints (default: as many as the person category names). A set without
+    segmentation areas (CrowdPose, AIC) gets its boxes' areas."""
     coco, annotation_file = _parsed(annotations, name)
+    num_joints = num_joints or category_joint_count(coco, annotation_file)
     report = LoadReport()
     rows = []
     for image_id in sorted(coco.getImgIds()):
@@ -135,9 +137,10 @@ def gt_instances(
             where = f"{annotation_file}: annotation id {ann.get('id')} (image {image_id})"
             try:
                 keypoints = np.asarray(ann["keypoints"], np.float32)
-                if keypoints.shape != (NUM_JOINTS * 3,):
+                if keypoints.shape != (num_joints * 3,):
                     raise AnnotationError(
-                        f"{where}: keypoints has {keypoints.size} numbers, expected {NUM_JOINTS * 3}"
+                        f"{where}: keypoints has {keypoints.size} numbers, expected "
+                        f"{num_joints * 3} ({num_joints} joints)"
                     )
                 box = _clean_box(ann["bbox"], width, height, where)
             except (AnnotationError, KeyError, ValueError, TypeError) as e:
@@ -147,17 +150,18 @@ def gt_instances(
                 report.left_out["bad annotation"] += 1
                 report.errors.append(str(err))
                 continue
-            keypoints = keypoints.reshape(NUM_JOINTS, 3)
+            keypoints = keypoints.reshape(num_joints, 3)
             if not np.any(keypoints > 0):
                 report.left_out["no keypoints"] += 1
                 continue
-            if box is None or ann.get("area", 0) <= 0:
+            area = float(ann.get("area", box[2] * box[3] if box is not None else 0.0))
+            if box is None or area <= 0:
                 report.left_out["empty box"] += 1
                 continue
-            rows.append((info, ann, box, keypoints))
+            rows.append((info, ann, box, keypoints, area))
     report.kept = len(rows)
     if not rows:
-        return _empty(), report
+        return _empty(num_joints), report
     image_dir = pathlib.Path(image_dir)
     center, scale = box_to_center_scale(np.stack([r[2] for r in rows]), aspect_ratio, padding)
     keypoints = np.stack([r[3] for r in rows])
@@ -171,7 +175,7 @@ def gt_instances(
         joints=keypoints[:, :, :2].copy(),
         joints_vis=np.minimum(keypoints[:, :, 2], 1.0),
         score=np.ones(len(rows), np.float32),
-        area=np.array([r[1]["area"] for r in rows], np.float32),
+        area=np.array([r[4] for r in rows], np.float32),
     ), report
 
 
@@ -201,6 +205,7 @@ def detection_instances(
     padding: float = 1.25,
     score_threshold: float = 0.0,
     name: str | pathlib.Path | None = None,
+    num_joints: int | None = None,
 ) -> tuple[Instances, LoadReport]:
     """One record per person box of a detector's COCO results file with score >= threshold."""
     det_file = pathlib.Path(det_file)
@@ -213,6 +218,7 @@ def detection_instances(
     if not isinstance(dets, list):
         raise AnnotationError(f"{det_file}: expected a list of COCO detection results")
     coco, annotation_file = _parsed(annotations, name)
+    num_joints = num_joints or category_joint_count(coco, annotation_file)
     report = LoadReport()
     rows = []
     for i, det in enumerate(dets):
@@ -251,14 +257,22 @@ def detection_instances(
         image_size=np.array([(r[0]["height"], r[0]["width"]) for r in rows], np.int32),
         center=center,
         scale=scale,
-        joints=np.zeros((n, NUM_JOINTS, 2), np.float32),
-        joints_vis=np.zeros((n, NUM_JOINTS), np.float32),
+        joints=np.zeros((n, num_joints, 2), np.float32),
+        joints_vis=np.zeros((n, num_joints), np.float32),
         score=np.array([r[2] for r in rows], np.float32),
         area=np.zeros(n, np.float32),
     ), report
 
 
-def _empty() -> Instances:
+def category_joint_count(coco: COCO, name) -> int:
+    """How many joints the annotation set's person category names."""
+    for category in coco.dataset.get("categories", []):
+        if category.get("keypoints"):
+            return len(category["keypoints"])
+    raise AnnotationError(f"{name}: no category lists its keypoints (names of the joints)")
+
+
+def _empty(num_joints: int) -> Instances:
     return Instances(
         image_file=np.array([], str),
         image_id=np.zeros(0, np.int64),
@@ -266,8 +280,8 @@ def _empty() -> Instances:
         image_size=np.zeros((0, 2), np.int32),
         center=np.zeros((0, 2), np.float32),
         scale=np.zeros((0, 2), np.float32),
-        joints=np.zeros((0, NUM_JOINTS, 2), np.float32),
-        joints_vis=np.zeros((0, NUM_JOINTS), np.float32),
+        joints=np.zeros((0, num_joints, 2), np.float32),
+        joints_vis=np.zeros((0, num_joints), np.float32),
         score=np.zeros(0, np.float32),
         area=np.zeros(0, np.float32),
     )

@@ -21,6 +21,7 @@ import grain
 import ml_collections
 import numpy as np
 
+from hrnet_jax.data import keypoints
 from hrnet_jax.data.heatmaps import HeatmapCodec
 from hrnet_jax.data.samples import Augment, TopDownSampler
 
@@ -172,10 +173,11 @@ def _init_worker(worker_index: int, worker_count: int) -> None:
 
 
 def make_sampler(config: ml_collections.ConfigDict, train: bool) -> TopDownSampler:
+    spec = keypoints.from_config(config)
     return TopDownSampler(
         codec=HeatmapCodec.from_config(config),
-        flip_pairs=tuple(tuple(p) for p in config.data.flip_pairs),
-        augment=Augment.from_config(config.augment) if train else None,
+        flip_pairs=spec.flip_pairs,
+        augment=Augment.from_config(config.augment, spec.upper_body_ids) if train else None,
         reduced_decode=config.data.reduced_decode,
         with_targets=train,
         strict=config.data.strict,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import pathlib
-from collections.abc import Sequence
 from typing import Any
 
 import cv2
@@ -41,8 +40,10 @@ class Augment:
     upper_body_ids: tuple[int, ...]
 
     @classmethod
-    def from_config(cls, augment: ml_collections.ConfigDict) -> Augment:
-        return cls(**{f.name: augment[f.name] for f in dataclasses.fields(cls)})
+    def from_config(cls, augment: ml_collections.ConfigDict, upper_body_ids) -> Augment:
+        """`config.augment`, with the keypoint set's upper-body joints."""
+        fields = {f.name: augment[f.name] for f in dataclasses.fields(cls) if f.name in augment}
+        return cls(**fields, upper_body_ids=tuple(upper_body_ids))
 
 
 def read_image(record: dict[str, Any], max_reduction: float = 1.0) -> tuple[np.ndarray, int]:
@@ -192,7 +193,3 @@ class TopDownSampler:
             sample["heatmaps"] = np.zeros((hh, hw, k), ml_dtypes.finfo(self.target_dtype).dtype)
             sample["target_weight"] = np.zeros(k, np.float32)
         return sample
-
-
-def flip_pairs_tuple(pairs: Sequence[Sequence[int]]) -> tuple[tuple[int, int], ...]:
-    return tuple((int(a), int(b)) for a, b in pairs)

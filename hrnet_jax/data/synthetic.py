@@ -37,6 +37,7 @@ import tempfile
 import cv2
 import numpy as np
 
+from hrnet_jax.data import keypoints
 from hrnet_jax.data.figures import (
     SHIFT,
     draw_person,
@@ -48,22 +49,13 @@ from hrnet_jax.data.figures import (
 )
 from hrnet_jax.errors import UserError
 
-KEYPOINT_NAMES = (
-    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
-    "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",
-    "left_knee", "right_knee", "left_ankle", "right_ankle",
-)  # fmt: skip
-# COCO's 19 skeleton links, 1-based.
-SKELETON = (
-    (16, 14), (14, 12), (17, 15), (15, 13), (12, 13), (6, 12), (7, 13), (6, 7), (6, 8), (7, 9),
-    (8, 10), (9, 11), (2, 3), (1, 2), (1, 3), (2, 4), (3, 5), (4, 6), (5, 7),
-)  # fmt: skip
+JOINTS = keypoints.COCO.num_joints  # a figure's points: COCO's joints, then two head points
 CATEGORY = {
     "id": 1,
     "name": "person",
     "supercategory": "person",
-    "keypoints": list(KEYPOINT_NAMES),
-    "skeleton": [list(link) for link in SKELETON],
+    "keypoints": list(keypoints.COCO.joint_names),
+    "skeleton": [[a + 1, b + 1] for a, b in keypoints.COCO.skeleton],  # 1-based, as COCO's files
 }
 SPLITS = ("train", "val")
 VAL_ID_OFFSET = 1_000_000  # val image ids are VAL_ID_OFFSET + 1, ...; train ids stay below it
@@ -99,7 +91,7 @@ def _place(rng, body, height, image_hw, boxes) -> np.ndarray:
             center = rng.uniform(0, size)
         points = local + center - (lo + hi) / 2
         box = np.concatenate([points.min(0), points.max(0)])
-        enough = _inside(points[:17], image_hw).sum() >= 4
+        enough = _inside(points[:JOINTS], image_hw).sum() >= 4
         if enough and all(_iou(box, other) < 0.3 for other in boxes):
             break
     else:  # a crowded image: the last place will do if enough of the body is in the image
@@ -116,7 +108,7 @@ def _occlude(rng: np.random.Generator, image: np.ndarray, figures: list) -> np.n
     for _ in range(rng.integers(1, 3) if rng.random() < OCCLUDER_PROB else 0):
         points = figures[rng.integers(len(figures))][0]
         extent = rng.uniform(0.12, 0.3) * np.ptp(points[:, 1])
-        center = points[rng.integers(17)] + rng.normal(0, 0.3 * extent, 2)
+        center = points[rng.integers(JOINTS)] + rng.normal(0, 0.3 * extent, 2)
         box = (tuple(center), (extent * rng.uniform(0.3, 1), extent), rng.uniform(0, 180))
         corners = [np.array(fixed_point(cv2.boxPoints(box)), np.int32)]
         rectangle, color = rng.random() < 0.5, tuple(int(c) for c in rng.integers(0, 256, 3))
@@ -131,7 +123,7 @@ def _occlude(rng: np.random.Generator, image: np.ndarray, figures: list) -> np.n
 def _annotation(points, labelled: bool, mask, nearer, image_hw) -> dict:
     """A person's COCO fields; `nearer` marks the pixels where something in front covers it."""
     h, w = image_hw
-    xy = np.round(points[:17], 2)
+    xy = np.round(points[:JOINTS], 2)
     v = np.where(_inside(xy, image_hw) & labelled, 2, 0)
     pixel = np.clip(np.round(xy).astype(int), 0, [w - 1, h - 1])
     v[(v == 2) & nearer[pixel[:, 1], pixel[:, 0]]] = 1

@@ -233,7 +233,7 @@ class PoseHRNet(nn.Module):
     """HRNet backbone + the final 1x1 convolution to one heatmap per joint (no activation)."""
 
     backbone: HRNetBackbone
-    num_joints: int = 17
+    num_joints: int
     final_conv_kernel: int = 1
 
     def setup(self):

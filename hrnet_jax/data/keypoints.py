@@ -1,0 +1,276 @@
+"""What a keypoint data set says about its joints: one small spec that every module reads.
+
+Joint names, left/right flip pairs (and the one flip permutation they define), skeleton links for
+drawing, OKS sigmas, the upper-body joints of half-body augmentation, and how OKS scales (the GT
+segmentation area, or the box area where a set has no segmentations). Presets carry each number's
+source:
+  COCO = pycocotools / the COCO keypoints task (names, skeleton, kpt_oks_sigmas),
+  HRN  = the official HRNet code (flip pairs, upper_body_ids),
+  CP   = CrowdPose's crowdposetools and HRN-style loaders (14 joints, sigmas, crowdIndex),
+  AIC  = AI Challenger's keypoint_eval.py (sigmas: its delta / 2; OKS scale = box area),
+  MMP  = mmpose's dataset_info files (flip pairs, upper bodies of CrowdPose and AIC).
+A custom set is described in its config (`data.custom_keypoints`), names and skeleton falling back
+to its annotation file's `categories`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+
+import ml_collections
+import numpy as np
+
+from hrnet_jax.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class KeypointSpec:
+    name: str
+    joint_names: tuple[str, ...]
+    flip_pairs: tuple[tuple[int, int], ...]
+    skeleton: tuple[tuple[int, int], ...]  # 0-based joint pairs drawn as limbs
+    sigmas: tuple[float, ...]  # OKS per-joint falloff
+    upper_body_ids: tuple[int, ...]  # half-body augmentation's upper half
+    use_area: bool = True  # OKS scale: GT `area` (True) or box width x height (False)
+    crowd_index: bool = False  # also report AP by the images' crowdIndex (CrowdPose)
+
+    def __post_init__(self):
+        k, where = len(self.joint_names), f"keypoint spec {self.name!r}"
+        if len(self.sigmas) != k:
+            raise ConfigError(f"{where}: {len(self.sigmas)} sigmas for {k} joints")
+        used = [j for pair in (*self.flip_pairs, *self.skeleton) for j in pair]
+        bad = sorted({j for j in (*used, *self.upper_body_ids) if not 0 <= j < k})
+        if bad:
+            raise ConfigError(f"{where}: joints {bad} are outside 0..{k - 1}")
+        if any(len(p) != 2 for p in (*self.flip_pairs, *self.skeleton)):
+            raise ConfigError(f"{where}: flip pairs and skeleton links are pairs of joint ids")
+
+    @property
+    def num_joints(self) -> int:
+        return len(self.joint_names)
+
+    @property
+    def flip_permutation(self) -> np.ndarray:
+        """Joint j of a mirrored person is joint perm[j] of the original."""
+        perm = np.arange(self.num_joints)
+        for a, b in self.flip_pairs:
+            perm[a], perm[b] = b, a
+        return perm
+
+
+def _links(names: tuple[str, ...], pairs) -> tuple[tuple[int, int], ...]:
+    return tuple((names.index(a), names.index(b)) for a, b in pairs)
+
+
+_COCO_NAMES = (
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
+    "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",
+    "left_knee", "right_knee", "left_ankle", "right_ankle",
+)  # fmt: skip
+COCO = KeypointSpec(
+    name="coco",
+    joint_names=_COCO_NAMES,
+    flip_pairs=((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16)),  # HRN
+    # COCO's person category `skeleton`, 0-based.
+    skeleton=(
+        (15, 13),
+        (13, 11),
+        (16, 14),
+        (14, 12),
+        (11, 12),
+        (5, 11),
+        (6, 12),
+        (5, 6),
+        (5, 7),
+        (6, 8),
+        (7, 9),
+        (8, 10),
+        (1, 2),
+        (0, 1),
+        (0, 2),
+        (1, 3),
+        (2, 4),
+        (3, 5),
+        (4, 6),
+    ),  # fmt: skip
+    sigmas=tuple(
+        s / 10
+        for s in (
+            0.26,
+            0.25,
+            0.25,
+            0.35,
+            0.35,
+            0.79,
+            0.79,
+            0.72,
+            0.72,
+            0.62,
+            0.62,
+            1.07,
+            1.07,
+            0.87,
+            0.87,
+            0.89,
+            0.89,
+        )
+    ),  # fmt: skip  (pycocotools kpt_oks_sigmas)
+    upper_body_ids=tuple(range(11)),  # HRN: nose .. wrists
+)
+
+_CROWDPOSE_NAMES = (
+    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+    "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle", "head", "neck",
+)  # fmt: skip
+CROWDPOSE = KeypointSpec(
+    name="crowdpose",
+    joint_names=_CROWDPOSE_NAMES,  # CP annotation files' category
+    flip_pairs=((0, 1), (2, 3), (4, 5), (6, 7), (8, 9), (10, 11)),  # CP / MMP
+    # CrowdPose's files repeat COCO's 17-joint skeleton; these are its 14 joints' limbs (MMP).
+    skeleton=_links(
+        _CROWDPOSE_NAMES,
+        (
+            ("left_ankle", "left_knee"),
+            ("left_knee", "left_hip"),
+            ("right_ankle", "right_knee"),
+            ("right_knee", "right_hip"),
+            ("left_hip", "right_hip"),
+            ("left_shoulder", "left_hip"),
+            ("right_shoulder", "right_hip"),
+            ("left_shoulder", "right_shoulder"),
+            ("left_shoulder", "left_elbow"),
+            ("right_shoulder", "right_elbow"),
+            ("left_elbow", "left_wrist"),
+            ("right_elbow", "right_wrist"),
+            ("head", "neck"),
+            ("neck", "left_shoulder"),
+            ("neck", "right_shoulder"),
+        ),
+    ),  # fmt: skip
+    sigmas=tuple(
+        s / 10
+        for s in (
+            0.79,
+            0.79,
+            0.72,
+            0.72,
+            0.62,
+            0.62,
+            1.07,
+            1.07,
+            0.87,
+            0.87,
+            0.89,
+            0.89,
+            0.79,
+            0.79,
+        )
+    ),  # fmt: skip  (crowdposetools)
+    upper_body_ids=(0, 1, 2, 3, 4, 5, 12, 13),  # MMP: arms, head, neck
+    use_area=False,  # CP evaluates with box areas (its files have no segmentation area)
+    crowd_index=True,
+)
+
+_AIC_NAMES = (
+    "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow", "left_wrist",
+    "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle", "head_top",
+    "neck",
+)  # fmt: skip
+AIC = KeypointSpec(
+    name="aic",
+    joint_names=_AIC_NAMES,  # AIC's joint order (its files: "Right Shoulder", ...)
+    flip_pairs=((0, 3), (1, 4), (2, 5), (6, 9), (7, 10), (8, 11)),  # MMP
+    # AIC annotation files' category skeleton, 0-based.
+    skeleton=(
+        (2, 1),
+        (1, 0),
+        (0, 13),
+        (13, 3),
+        (3, 4),
+        (4, 5),
+        (8, 7),
+        (7, 6),
+        (6, 9),
+        (9, 10),
+        (10, 11),
+        (12, 13),
+        (0, 6),
+        (3, 9),
+    ),  # fmt: skip
+    sigmas=(
+        0.01388152,
+        0.01515228,
+        0.01057665,
+        0.01417709,
+        0.01497891,
+        0.01402144,
+        0.03909642,
+        0.03686941,
+        0.01981803,
+        0.03843971,
+        0.03412318,
+        0.02415081,
+        0.01291456,
+        0.01236173,
+    ),  # fmt: skip  (AIC keypoint_eval.py delta / 2)
+    upper_body_ids=(0, 1, 2, 3, 4, 5, 12, 13),  # MMP
+    use_area=False,  # AIC: OKS scale is the box area
+)
+
+# OCHuman: COCO's 17 joints on heavily occluded persons; an evaluation-only set.
+OCHUMAN = dataclasses.replace(COCO, name="ochuman")
+
+PRESETS = {spec.name: spec for spec in (COCO, CROWDPOSE, AIC, OCHUMAN)}
+
+
+def from_config(config: ml_collections.ConfigDict) -> KeypointSpec:
+    """The spec `data.keypoints` names: a preset, or "custom" (`data.custom_keypoints`)."""
+    name = config.data.keypoints
+    if name in PRESETS:
+        return PRESETS[name]
+    if name != "custom":
+        raise ConfigError(
+            f"data.keypoints is {name!r}; expected one of {', '.join(PRESETS)} or 'custom'"
+        )
+    custom = config.data.custom_keypoints
+    names, skeleton = tuple(custom.joint_names), tuple(tuple(p) for p in custom.skeleton)
+    if not names:
+        names, skeleton = _from_categories(config, skeleton)
+    if len(custom.sigmas) != len(names):
+        raise ConfigError(
+            f"data.custom_keypoints.sigmas has {len(custom.sigmas)} values for {len(names)} joints: "
+            "give each joint its OKS sigma (COCO's range from 0.025 for eyes to 0.107 for hips)"
+        )
+    return KeypointSpec(
+        name="custom",
+        joint_names=names,
+        flip_pairs=tuple(tuple(p) for p in custom.flip_pairs),
+        skeleton=skeleton,
+        sigmas=tuple(custom.sigmas),
+        upper_body_ids=tuple(custom.upper_body_ids),
+        use_area=custom.use_area,
+    )
+
+
+def _from_categories(config, skeleton) -> tuple[tuple[str, ...], tuple[tuple[int, int], ...]]:
+    """Names (and, if the config has none, the 1-based skeleton) of the train annotation file's
+    person category."""
+    root = pathlib.Path(config.data.root)
+    path = root / config.data.annotation_file.format(split=config.data.train_split)
+    if not path.is_file():
+        raise ConfigError(
+            f"data.custom_keypoints.joint_names is empty and {path} (whose categories would name "
+            "the joints) does not exist"
+        )
+    categories = json.loads(path.read_text()).get("categories", [])
+    person = next((c for c in categories if c.get("keypoints")), None)
+    if person is None:
+        raise ConfigError(
+            f"{path} has no category with keypoints: set data.custom_keypoints.joint_names"
+        )
+    names = tuple(person["keypoints"])
+    if not skeleton:
+        skeleton = tuple((a - 1, b - 1) for a, b in person.get("skeleton", []))
+    return names, skeleton
