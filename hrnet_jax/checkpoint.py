@@ -158,13 +158,13 @@ class Checkpoints:
         return self._manager.save(step, args=args, force=force)
 
     def save_best(
-        self, step: int, variables: dict, config: ml_collections.ConfigDict, ap: float
+        self, step: int, variables: dict, config: ml_collections.ConfigDict, score: float
     ) -> None:
-        """Keeps `variables` in WORKDIR/checkpoints_best if `ap` is the best AP so far."""
+        """Keeps `variables` in WORKDIR/checkpoints_best if `score` (AP, or PCKh) is the best yet."""
         if self._best is None:
             options = ocp.CheckpointManagerOptions(
                 preservation_policy=policies.BestN(
-                    get_metric_fn=lambda m: m["AP"], n=1, keep_checkpoints_without_metrics=False
+                    get_metric_fn=lambda m: m["score"], n=1, keep_checkpoints_without_metrics=False
                 ),
                 enable_async_checkpointing=self._use_async,
                 cleanup_tmp_directories=True,
@@ -175,7 +175,7 @@ class Checkpoints:
         args = ocp.args.Composite(
             state=ocp.args.PyTreeSave(variables), config=ocp.args.JsonSave(_config_json(config))
         )
-        self._best.save(step, args=args, metrics={"AP": float(ap)}, force=True)
+        self._best.save(step, args=args, metrics={"score": float(score)}, force=True)
 
     def restore(
         self, abstract_state: Any, config: ml_collections.ConfigDict, step: int | None = None

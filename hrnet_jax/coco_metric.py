@@ -85,9 +85,9 @@ def keypoint_ap(
     else:
         gt, annotation_file = coco.load_coco(annotations), annotations
     prepare_annotations(gt, spec)
-    names = STAT_NAMES + (tuple(n for n, _, _ in CROWD_LEVELS) if spec.crowd_index else ())
     if not results:
         logging.warning("no keypoint results to evaluate: every metric is 0")
+        names = [*STAT_NAMES, *extra_names(spec)]
         return dict.fromkeys(names, 0.0)
     unknown = sorted({r["image_id"] for r in results} - set(gt.getImgIds()))
     if unknown:
@@ -97,19 +97,59 @@ def keypoint_ap(
     # Without a `bbox` key, loadRes derives each result's area from its keypoints' extent.
     results = [{k: v for k, v in r.items() if k != "bbox"} for r in results]
     with contextlib.redirect_stdout(io.StringIO()):
+        if spec.parts:  # COCO-WholeBody: all joints, then each part with its own sigmas
+            whole = _joints_view(gt, spec, 0, spec.num_joints)
+            stats = _cocoeval(whole, whole.loadRes(results), spec.sigmas, None)
+            metrics = dict(zip(STAT_NAMES, map(float, stats), strict=True))
+            for part, _, start, end in spec.parts:
+                view = _joints_view(gt, spec, start, end)
+                sliced = [{**r, "keypoints": r["keypoints"][3 * start : 3 * end]} for r in results]
+                part_stats = _cocoeval(view, view.loadRes(sliced), spec.sigmas[start:end], None)
+                metrics[f"AP_{part}"] = float(part_stats[0])
+            return metrics
         detections = gt.loadRes(results)
-        stats = _cocoeval(gt, detections, spec, None)
+        stats = _cocoeval(gt, detections, spec.sigmas, None)
         metrics = dict(zip(STAT_NAMES, map(float, stats), strict=True))
         for level, low, high in CROWD_LEVELS if spec.crowd_index else ():
             ids = [i for i, im in gt.imgs.items() if low <= im.get("crowdIndex", 0.0) < high]
-            metrics[level] = float(_cocoeval(gt, detections, spec, ids)[0]) if ids else -1.0
+            metrics[level] = float(_cocoeval(gt, detections, spec.sigmas, ids)[0]) if ids else -1.0
     return metrics
 
 
-def _cocoeval(gt: COCO, detections: COCO, spec: KeypointSpec, image_ids) -> np.ndarray:
+def extra_names(spec: KeypointSpec) -> list[str]:
+    if spec.parts:
+        return [f"AP_{part}" for part, *_ in spec.parts]
+    return [name for name, _, _ in CROWD_LEVELS] if spec.crowd_index else []
+
+
+def _joints_view(gt: COCO, spec: KeypointSpec, start: int, end: int) -> COCO:
+    """`gt` with each person's joints start..end (of the spec's concatenated fields) as its
+    `keypoints`, and `num_keypoints` counting those labelled: a person with none is ignored."""
+    annotations = []
+    for ann in gt.dataset["annotations"]:
+        joints = np.concatenate(
+            [
+                np.asarray(ann.get(field, [0.0] * 3 * (e - b)), float)
+                for _, field, b, e in spec.fields
+            ]
+        ).reshape(-1, 3)[start:end]
+        annotations.append(
+            {
+                **ann,
+                "keypoints": joints.ravel().tolist(),
+                "num_keypoints": int(np.sum(joints[:, 2] > 0)),
+            }
+        )
+    view = COCO()
+    view.dataset = {**gt.dataset, "annotations": annotations}
+    view.createIndex()
+    return view
+
+
+def _cocoeval(gt: COCO, detections: COCO, sigmas, image_ids) -> np.ndarray:
     evaluator = COCOeval(gt, detections, "keypoints")
     evaluator.params.useSegm = None
-    evaluator.params.kpt_oks_sigmas = np.asarray(spec.sigmas, np.float64)
+    evaluator.params.kpt_oks_sigmas = np.asarray(sigmas, np.float64)
     if image_ids is not None:
         evaluator.params.imgIds = image_ids
     evaluator.evaluate()
@@ -119,7 +159,7 @@ def _cocoeval(gt: COCO, detections: COCO, spec: KeypointSpec, image_ids) -> np.n
 
 
 def format_table(metrics: dict[str, float]) -> str:
-    names = [n for n in (*STAT_NAMES, *(n for n, _, _ in CROWD_LEVELS)) if n in metrics]
+    names = [*(n for n in STAT_NAMES if n in metrics), *(n for n in metrics if n not in STAT_NAMES)]
     header = " | ".join(f"{name:>6}" for name in names)
     values = " | ".join(f"{metrics[name]:6.4f}" for name in names)
     return f"| {header} |\n|{'|'.join(['-' * 8] * len(names))}|\n| {values} |"

@@ -142,6 +142,8 @@ def recipe() -> ml_collections.ConfigDict:
     c.eval.oks_nms_threshold = 0.9  # HRN OKS_THRE
     c.eval.soft_nms = False  # HRN SOFT_NMS
     c.eval.soft_nms_max_dets = 20
+    # MPII: the official gt_valid.mat (relative to data.root) whose head boxes normalise PCKh.
+    c.eval.mpii_headboxes = ""
     c.eval.num_visualize = 4  # images drawn with their predicted skeletons per evaluation
 
     c.xla = ml_collections.ConfigDict()  # hrnet_jax/runtime.py explains each

@@ -43,6 +43,11 @@ def score_results_file() -> None:
         spec = keypoints.PRESETS[_KEYPOINTS.value]
     else:
         spec = keypoints.from_config(_CONFIG.value) if _CONFIG.given else keypoints.COCO
+    if spec.metric != "coco_ap":
+        raise UserError(
+            f"--results scores COCO-format keypoint results; {spec.name}'s {spec.metric} comes from "
+            "--config and --workdir"
+        )
     results = coco_metric.read_results(_RESULTS.value, spec.num_joints)
     metrics = coco_metric.keypoint_ap(_ANNOTATIONS.value, results, spec)
     print(coco_metric.format_table(metrics))

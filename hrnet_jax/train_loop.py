@@ -224,7 +224,7 @@ def _evaluate(evaluator, checkpoints, writer, workdir, config, state, step: int)
             raise EvaluationError(message) from e
         raise
     writer.write(step, metrics, prefix="eval")
-    checkpoints.save_best(step, variables, config, metrics["AP"])
+    checkpoints.save_best(step, variables, config, metrics[evaluator.primary])
     return metrics
 
 
@@ -247,7 +247,7 @@ def _resume_evaluation(first_step, total_steps, eval_due, evaluation, state, che
     metrics = json.loads(done.read_text())
     if first_step >= total_steps:
         print(coco_metric.format_table(metrics), flush=True)
-    return {k: metrics[k] for k in coco_metric.STAT_NAMES}
+    return {k: v for k, v in metrics.items() if k not in ("instances", "skipped")}
 
 
 def _check_finite(step: int, metrics: dict, window: Window, checkpoints: checkpoint.Checkpoints):

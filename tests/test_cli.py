@@ -40,6 +40,10 @@ CASES = {
         ((TINY, "--workdir={tmp}"), "no complete checkpoint in {tmp}/checkpoints"),
         (("--results={tmp}/r.json", "--annotations={tmp}/gt.json"), "{tmp}/r.json does not exist"),
         (("--results={tmp}/r.json",), "--results needs --annotations"),
+        (
+            ("--results=r.json", "--annotations=gt.json", "--keypoints=mpii"),
+            "mpii's pckh comes from",
+        ),
         (("--workdir={tmp}",), "give --config and --workdir"),
     ],
     "predict": [

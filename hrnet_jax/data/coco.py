@@ -14,6 +14,7 @@ import json
 import logging
 import pathlib
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -113,15 +114,17 @@ def gt_instances(
     padding: float = 1.25,
     strict: bool = True,
     name: str | pathlib.Path | None = None,
-    num_joints: int | None = None,
+    fields: Sequence[tuple[str, str, int, int]] = (),
 ) -> tuple[Instances, LoadReport]:
     """One record per non-crowd person with keypoints and a clean box (the reference's GT db).
 
-    `annotations` is an annotation file or a COCO object parsed from `name`; every person has
-    `num_joints` joints (default: as many as the person category names). A set without
-    segmentation areas (CrowdPose, AIC) gets its boxes' areas."""
+    `annotations` is an annotation file or a COCO object parsed from `name`. `fields` (a keypoint
+    spec's) say which annotation arrays hold the joints, concatenated in order (COCO-WholeBody's
+    body, foot, face and hands); by default `keypoints`, with as many joints as the person category
+    names. A set without segmentation areas (CrowdPose, AIC) gets its boxes' areas."""
     coco, annotation_file = _parsed(annotations, name)
-    num_joints = num_joints or category_joint_count(coco, annotation_file)
+    num_joints = fields[-1][3] if fields else category_joint_count(coco, annotation_file)
+    arrays = [field for _, field, _, _ in fields] or ["keypoints"]
     report = LoadReport()
     rows = []
     for image_id in sorted(coco.getImgIds()):
@@ -136,7 +139,7 @@ def gt_instances(
                 continue
             where = f"{annotation_file}: annotation id {ann.get('id')} (image {image_id})"
             try:
-                keypoints = np.asarray(ann["keypoints"], np.float32)
+                keypoints = np.concatenate([np.asarray(ann[f], np.float32) for f in arrays])
                 if keypoints.shape != (num_joints * 3,):
                     raise AnnotationError(
                         f"{where}: keypoints has {keypoints.size} numbers, expected "

@@ -8,7 +8,8 @@ source:
   HRN  = the official HRNet code (flip pairs, upper_body_ids),
   CP   = CrowdPose's crowdposetools and HRN-style loaders (14 joints, sigmas, crowdIndex),
   AIC  = AI Challenger's keypoint_eval.py (sigmas: its delta / 2; OKS scale = box area),
-  MMP  = mmpose's dataset_info files (flip pairs, upper bodies of CrowdPose and AIC).
+  MMP  = mmpose's dataset_info files (flip pairs, upper bodies of CrowdPose and AIC),
+  WB   = COCO-WholeBody (jin-s13/COCO-WholeBody: the 133-joint layout, its evaluation's sigmas).
 A custom set is described in its config (`data.custom_keypoints`), names and skeleton falling back
 to its annotation file's `categories`.
 """
@@ -35,10 +36,16 @@ class KeypointSpec:
     upper_body_ids: tuple[int, ...]  # half-body augmentation's upper half
     use_area: bool = True  # OKS scale: GT `area` (True) or box width x height (False)
     crowd_index: bool = False  # also report AP by the images' crowdIndex (CrowdPose)
+    # Where a set stores its joints: (part, annotation field, first joint, end) in joint order;
+    # one field "keypoints" for COCO-style sets, five for COCO-WholeBody (reported per part too).
+    parts: tuple[tuple[str, str, int, int], ...] = ()
+    metric: str = "coco_ap"  # or "pckh" (MPII: head-normalised distances; no OKS sigmas)
 
     def __post_init__(self):
         k, where = len(self.joint_names), f"keypoint spec {self.name!r}"
-        if len(self.sigmas) != k:
+        if self.metric not in ("coco_ap", "pckh"):
+            raise ConfigError(f"{where}: metric {self.metric!r} is not 'coco_ap' or 'pckh'")
+        if self.metric == "coco_ap" and len(self.sigmas) != k:
             raise ConfigError(f"{where}: {len(self.sigmas)} sigmas for {k} joints")
         used = [j for pair in (*self.flip_pairs, *self.skeleton) for j in pair]
         bad = sorted({j for j in (*used, *self.upper_body_ids) if not 0 <= j < k})
@@ -50,6 +57,11 @@ class KeypointSpec:
     @property
     def num_joints(self) -> int:
         return len(self.joint_names)
+
+    @property
+    def fields(self) -> tuple[tuple[str, str, int, int], ...]:
+        """The annotation fields that hold the joints, with their joint ranges."""
+        return self.parts or (("body", "keypoints", 0, self.num_joints),)
 
     @property
     def flip_permutation(self) -> np.ndarray:
@@ -222,7 +234,210 @@ AIC = KeypointSpec(
 # OCHuman: COCO's 17 joints on heavily occluded persons; an evaluation-only set.
 OCHUMAN = dataclasses.replace(COCO, name="ochuman")
 
-PRESETS = {spec.name: spec for spec in (COCO, CROWDPOSE, AIC, OCHUMAN)}
+
+def _wholebody() -> KeypointSpec:
+    """COCO-WholeBody's 133 joints: COCO's 17, 6 foot, 68 face (iBUG order), 21 per hand
+    (WB = jin-s13/COCO-WholeBody, its evaluation/myeval_wholebody.py sigmas; MMP flip pairs)."""
+    fingers = ("thumb", "forefinger", "middle_finger", "ring_finger", "pinky_finger")
+    hand = ("hand_root", *(f"{f}{i}" for f in fingers for i in range(1, 5)))
+    feet = ("big_toe", "small_toe", "heel")
+    names = (
+        *_COCO_NAMES,
+        *(f"left_{n}" for n in feet),
+        *(f"right_{n}" for n in feet),
+        *(f"face-{i}" for i in range(68)),
+        *(f"left_{n}" for n in hand),
+        *(f"right_{n}" for n in hand),
+    )
+    # The 68-point face mirrors: jaw i <-> 16 - i, brows, nostrils, eyes, lips (iBUG).
+    face_pairs = (
+        *((i, 16 - i) for i in range(8)), *((17 + i, 26 - i) for i in range(5)),
+        (31, 35), (32, 34), (36, 45), (37, 44), (38, 43), (39, 42), (40, 47), (41, 46),
+        (48, 54), (49, 53), (50, 52), (55, 59), (56, 58), (60, 64), (61, 63), (65, 67),
+    )  # fmt: skip
+    flip_pairs = (
+        *COCO.flip_pairs,
+        (17, 20), (18, 21), (19, 22),
+        *((23 + a, 23 + b) for a, b in face_pairs),
+        *((91 + i, 112 + i) for i in range(21)),
+    )  # fmt: skip
+    limbs = [("left_ankle", "left_big_toe"), ("left_ankle", "left_small_toe"), ("left_ankle", "left_heel"),
+             ("right_ankle", "right_big_toe"), ("right_ankle", "right_small_toe"), ("right_ankle", "right_heel")]  # fmt: skip
+    for side in ("left", "right"):
+        limbs.append((f"{side}_wrist", f"{side}_hand_root"))
+        for f in fingers:
+            chain = (f"{side}_hand_root", *(f"{side}_{f}{i}" for i in range(1, 5)))
+            limbs += zip(chain[:-1], chain[1:], strict=True)
+    sigmas = (
+        *COCO.sigmas,
+        0.068,
+        0.066,
+        0.066,
+        0.092,
+        0.094,
+        0.094,
+        0.042,
+        0.043,
+        0.044,
+        0.043,
+        0.040,
+        0.035,
+        0.031,
+        0.025,
+        0.020,
+        0.023,
+        0.029,
+        0.032,
+        0.037,
+        0.038,
+        0.043,
+        0.041,
+        0.045,
+        0.013,
+        0.012,
+        0.011,
+        0.011,
+        0.012,
+        0.012,
+        0.011,
+        0.011,
+        0.013,
+        0.015,
+        0.009,
+        0.007,
+        0.007,
+        0.007,
+        0.012,
+        0.009,
+        0.008,
+        0.016,
+        0.010,
+        0.017,
+        0.011,
+        0.009,
+        0.011,
+        0.009,
+        0.007,
+        0.013,
+        0.008,
+        0.011,
+        0.012,
+        0.010,
+        0.034,
+        0.008,
+        0.008,
+        0.009,
+        0.008,
+        0.008,
+        0.007,
+        0.010,
+        0.008,
+        0.009,
+        0.009,
+        0.009,
+        0.007,
+        0.007,
+        0.008,
+        0.011,
+        0.008,
+        0.008,
+        0.008,
+        0.01,
+        0.008,
+        0.029,
+        0.022,
+        0.035,
+        0.037,
+        0.047,
+        0.026,
+        0.025,
+        0.024,
+        0.035,
+        0.018,
+        0.024,
+        0.022,
+        0.026,
+        0.017,
+        0.021,
+        0.021,
+        0.032,
+        0.02,
+        0.019,
+        0.022,
+        0.031,
+        0.029,
+        0.022,
+        0.035,
+        0.037,
+        0.047,
+        0.026,
+        0.025,
+        0.024,
+        0.035,
+        0.018,
+        0.024,
+        0.022,
+        0.026,
+        0.017,
+        0.021,
+        0.021,
+        0.032,
+        0.02,
+        0.019,
+        0.022,
+        0.031,
+    )  # fmt: skip  (WB)
+    return KeypointSpec(
+        name="coco_wholebody",
+        joint_names=names,
+        flip_pairs=flip_pairs,
+        skeleton=(*COCO.skeleton, *_links(names, limbs)),
+        sigmas=sigmas,
+        upper_body_ids=(*COCO.upper_body_ids, *range(23, 133)),  # and the face and hands
+        parts=(
+            ("body", "keypoints", 0, 17),
+            ("foot", "foot_kpts", 17, 23),
+            ("face", "face_kpts", 23, 91),
+            ("lefthand", "lefthand_kpts", 91, 112),
+            ("righthand", "righthand_kpts", 112, 133),
+        ),  # fmt: skip
+    )
+
+
+COCO_WHOLEBODY = _wholebody()
+
+_MPII_NAMES = (
+    "right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle", "pelvis",
+    "thorax", "upper_neck", "head_top", "right_wrist", "right_elbow", "right_shoulder",
+    "left_shoulder", "left_elbow", "left_wrist",
+)  # fmt: skip
+MPII = KeypointSpec(
+    name="mpii",
+    joint_names=_MPII_NAMES,  # MPII's joint ids 0..15
+    flip_pairs=((0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13)),  # HRN mpii.py
+    skeleton=(
+        (0, 1),
+        (1, 2),
+        (2, 6),
+        (6, 3),
+        (3, 4),
+        (4, 5),
+        (6, 7),
+        (7, 8),
+        (8, 9),
+        (7, 12),
+        (12, 11),
+        (11, 10),
+        (7, 13),
+        (13, 14),
+        (14, 15),
+    ),  # fmt: skip
+    sigmas=(),  # evaluated by PCKh, not OKS
+    upper_body_ids=(7, 8, 9, 10, 11, 12, 13, 14, 15),  # HRN mpii.py
+    metric="pckh",
+)
+
+PRESETS = {spec.name: spec for spec in (COCO, CROWDPOSE, AIC, OCHUMAN, COCO_WHOLEBODY, MPII)}
 
 
 def from_config(config: ml_collections.ConfigDict) -> KeypointSpec:

@@ -13,7 +13,7 @@ import numpy as np
 from absl import logging
 from pycocotools.coco import COCO
 
-from hrnet_jax.data import coco, packed
+from hrnet_jax.data import coco, keypoints, mpii, packed
 from hrnet_jax.errors import ConfigError
 
 
@@ -76,6 +76,7 @@ def folder_instances(
     gt = gt if gt is not None else load_annotations(config, split)
     aspect_ratio = config.input_size[1] / config.input_size[0]
     padding = config.data.bbox_padding
+    spec = keypoints.from_config(config)
     if train or config.eval.use_gt_bbox:
         instances, report = coco.gt_instances(
             gt,
@@ -84,6 +85,7 @@ def folder_instances(
             padding=padding,
             strict=config.data.strict,
             name=annotations,
+            fields=spec.fields,
         )
     else:
         det_file = pathlib.Path(config.data.root) / config.eval.det_file
@@ -101,6 +103,7 @@ def folder_instances(
             padding=padding,
             score_threshold=config.eval.det_score_threshold,
             name=annotations,
+            num_joints=spec.num_joints,
         )
     coco.log_report(f"{split} ({annotations})", report)
     if config.data.strict:
@@ -126,7 +129,11 @@ def load_instances(
 ) -> tuple[Any, coco.LoadReport]:
     """The random-access source of `split` that the config names (`data.format`), with what the
     loader left out; the joint count is checked against `model.num_joints`."""
-    if config.data.format == "folder":
+    if config.data.format == "folder" and keypoints.from_config(config).metric == "pckh":
+        where, images = split_paths(config, split)  # MPII's json layout
+        source, report = mpii.load_instances(where, images), coco.LoadReport()
+        report.kept = len(source)
+    elif config.data.format == "folder":
         source, report = folder_instances(config, split, train=train, gt=gt)
         where = split_paths(config, split)[0]
     else:
