@@ -81,105 +81,47 @@ _COCO_NAMES = (
     "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",
     "left_knee", "right_knee", "left_ankle", "right_ankle",
 )  # fmt: skip
+# COCO's person category `skeleton`, 0-based.
+_COCO_SKELETON = (
+    (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7), (6, 8),
+    (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
+)  # fmt: skip
+# pycocotools' kpt_oks_sigmas.
+_COCO_SIGMAS = tuple(
+    s / 10 for s in (.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89)
+)  # fmt: skip
 COCO = KeypointSpec(
     name="coco",
     joint_names=_COCO_NAMES,
     flip_pairs=((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16)),  # HRN
-    # COCO's person category `skeleton`, 0-based.
-    skeleton=(
-        (15, 13),
-        (13, 11),
-        (16, 14),
-        (14, 12),
-        (11, 12),
-        (5, 11),
-        (6, 12),
-        (5, 6),
-        (5, 7),
-        (6, 8),
-        (7, 9),
-        (8, 10),
-        (1, 2),
-        (0, 1),
-        (0, 2),
-        (1, 3),
-        (2, 4),
-        (3, 5),
-        (4, 6),
-    ),  # fmt: skip
-    sigmas=tuple(
-        s / 10
-        for s in (
-            0.26,
-            0.25,
-            0.25,
-            0.35,
-            0.35,
-            0.79,
-            0.79,
-            0.72,
-            0.72,
-            0.62,
-            0.62,
-            1.07,
-            1.07,
-            0.87,
-            0.87,
-            0.89,
-            0.89,
-        )
-    ),  # fmt: skip  (pycocotools kpt_oks_sigmas)
-    upper_body_ids=tuple(range(11)),  # HRN: nose .. wrists
+    skeleton=_COCO_SKELETON,
+    sigmas=_COCO_SIGMAS,
+    upper_body_ids=tuple(range(11)),  # HRN upper_body_ids: nose .. wrists
 )
 
 _CROWDPOSE_NAMES = (
     "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
     "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle", "head", "neck",
 )  # fmt: skip
+# CrowdPose's files repeat COCO's 17-joint skeleton; these are its 14 joints' limbs (MMP).
+_CROWDPOSE_LIMBS = (
+    ("left_ankle", "left_knee"), ("left_knee", "left_hip"), ("right_ankle", "right_knee"),
+    ("right_knee", "right_hip"), ("left_hip", "right_hip"), ("left_shoulder", "left_hip"),
+    ("right_shoulder", "right_hip"), ("left_shoulder", "right_shoulder"),
+    ("left_shoulder", "left_elbow"), ("right_shoulder", "right_elbow"), ("left_elbow", "left_wrist"),
+    ("right_elbow", "right_wrist"), ("head", "neck"), ("neck", "left_shoulder"),
+    ("neck", "right_shoulder"),
+)  # fmt: skip
+# crowdposetools' sigmas.
+_CROWDPOSE_SIGMAS = tuple(
+    s / 10 for s in (.79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89, .79, .79)
+)  # fmt: skip
 CROWDPOSE = KeypointSpec(
     name="crowdpose",
     joint_names=_CROWDPOSE_NAMES,  # CP annotation files' category
     flip_pairs=((0, 1), (2, 3), (4, 5), (6, 7), (8, 9), (10, 11)),  # CP / MMP
-    # CrowdPose's files repeat COCO's 17-joint skeleton; these are its 14 joints' limbs (MMP).
-    skeleton=_links(
-        _CROWDPOSE_NAMES,
-        (
-            ("left_ankle", "left_knee"),
-            ("left_knee", "left_hip"),
-            ("right_ankle", "right_knee"),
-            ("right_knee", "right_hip"),
-            ("left_hip", "right_hip"),
-            ("left_shoulder", "left_hip"),
-            ("right_shoulder", "right_hip"),
-            ("left_shoulder", "right_shoulder"),
-            ("left_shoulder", "left_elbow"),
-            ("right_shoulder", "right_elbow"),
-            ("left_elbow", "left_wrist"),
-            ("right_elbow", "right_wrist"),
-            ("head", "neck"),
-            ("neck", "left_shoulder"),
-            ("neck", "right_shoulder"),
-        ),
-    ),  # fmt: skip
-    sigmas=tuple(
-        s / 10
-        for s in (
-            0.79,
-            0.79,
-            0.72,
-            0.72,
-            0.62,
-            0.62,
-            1.07,
-            1.07,
-            0.87,
-            0.87,
-            0.89,
-            0.89,
-            0.79,
-            0.79,
-        )
-    ),  # fmt: skip  (crowdposetools)
+    skeleton=_links(_CROWDPOSE_NAMES, _CROWDPOSE_LIMBS),
+    sigmas=_CROWDPOSE_SIGMAS,
     upper_body_ids=(0, 1, 2, 3, 4, 5, 12, 13),  # MMP: arms, head, neck
     use_area=False,  # CP evaluates with box areas (its files have no segmentation area)
     crowd_index=True,
@@ -190,49 +132,46 @@ _AIC_NAMES = (
     "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle", "head_top",
     "neck",
 )  # fmt: skip
+# AIC annotation files' category skeleton, 0-based.
+_AIC_SKELETON = (
+    (2, 1), (1, 0), (0, 13), (13, 3), (3, 4), (4, 5), (8, 7), (7, 6), (6, 9), (9, 10), (10, 11),
+    (12, 13), (0, 6), (3, 9),
+)  # fmt: skip
+# AIC keypoint_eval.py's delta / 2.
+_AIC_SIGMAS = (
+    0.01388152, 0.01515228, 0.01057665, 0.01417709, 0.01497891, 0.01402144, 0.03909642,
+    0.03686941, 0.01981803, 0.03843971, 0.03412318, 0.02415081, 0.01291456, 0.01236173,
+)  # fmt: skip
 AIC = KeypointSpec(
     name="aic",
     joint_names=_AIC_NAMES,  # AIC's joint order (its files: "Right Shoulder", ...)
     flip_pairs=((0, 3), (1, 4), (2, 5), (6, 9), (7, 10), (8, 11)),  # MMP
-    # AIC annotation files' category skeleton, 0-based.
-    skeleton=(
-        (2, 1),
-        (1, 0),
-        (0, 13),
-        (13, 3),
-        (3, 4),
-        (4, 5),
-        (8, 7),
-        (7, 6),
-        (6, 9),
-        (9, 10),
-        (10, 11),
-        (12, 13),
-        (0, 6),
-        (3, 9),
-    ),  # fmt: skip
-    sigmas=(
-        0.01388152,
-        0.01515228,
-        0.01057665,
-        0.01417709,
-        0.01497891,
-        0.01402144,
-        0.03909642,
-        0.03686941,
-        0.01981803,
-        0.03843971,
-        0.03412318,
-        0.02415081,
-        0.01291456,
-        0.01236173,
-    ),  # fmt: skip  (AIC keypoint_eval.py delta / 2)
+    skeleton=_AIC_SKELETON,
+    sigmas=_AIC_SIGMAS,
     upper_body_ids=(0, 1, 2, 3, 4, 5, 12, 13),  # MMP
     use_area=False,  # AIC: OKS scale is the box area
 )
 
 # OCHuman: COCO's 17 joints on heavily occluded persons; an evaluation-only set.
 OCHUMAN = dataclasses.replace(COCO, name="ochuman")
+
+
+# WB: the official evaluation's (myeval_wholebody.py) sigmas of the foot, the face and each hand.
+_WB_FOOT = (
+    0.068, 0.066, 0.066, 0.092, 0.094, 0.094,
+)  # fmt: skip
+_WB_FACE = (
+    0.042, 0.043, 0.044, 0.043, 0.04, 0.035, 0.031, 0.025, 0.02, 0.023, 0.029, 0.032, 0.037,
+    0.038, 0.043, 0.041, 0.045, 0.013, 0.012, 0.011, 0.011, 0.012, 0.012, 0.011, 0.011, 0.013,
+    0.015, 0.009, 0.007, 0.007, 0.007, 0.012, 0.009, 0.008, 0.016, 0.01, 0.017, 0.011, 0.009,
+    0.011, 0.009, 0.007, 0.013, 0.008, 0.011, 0.012, 0.01, 0.034, 0.008, 0.008, 0.009, 0.008,
+    0.008, 0.007, 0.01, 0.008, 0.009, 0.009, 0.009, 0.007, 0.007, 0.008, 0.011, 0.008, 0.008,
+    0.008, 0.01, 0.008,
+)  # fmt: skip
+_WB_HAND = (
+    0.029, 0.022, 0.035, 0.037, 0.047, 0.026, 0.025, 0.024, 0.035, 0.018, 0.024, 0.022, 0.026,
+    0.017, 0.021, 0.021, 0.032, 0.02, 0.019, 0.022, 0.031,
+)  # fmt: skip
 
 
 def _wholebody() -> KeypointSpec:
@@ -268,125 +207,7 @@ def _wholebody() -> KeypointSpec:
         for f in fingers:
             chain = (f"{side}_hand_root", *(f"{side}_{f}{i}" for i in range(1, 5)))
             limbs += zip(chain[:-1], chain[1:], strict=True)
-    sigmas = (
-        *COCO.sigmas,
-        0.068,
-        0.066,
-        0.066,
-        0.092,
-        0.094,
-        0.094,
-        0.042,
-        0.043,
-        0.044,
-        0.043,
-        0.040,
-        0.035,
-        0.031,
-        0.025,
-        0.020,
-        0.023,
-        0.029,
-        0.032,
-        0.037,
-        0.038,
-        0.043,
-        0.041,
-        0.045,
-        0.013,
-        0.012,
-        0.011,
-        0.011,
-        0.012,
-        0.012,
-        0.011,
-        0.011,
-        0.013,
-        0.015,
-        0.009,
-        0.007,
-        0.007,
-        0.007,
-        0.012,
-        0.009,
-        0.008,
-        0.016,
-        0.010,
-        0.017,
-        0.011,
-        0.009,
-        0.011,
-        0.009,
-        0.007,
-        0.013,
-        0.008,
-        0.011,
-        0.012,
-        0.010,
-        0.034,
-        0.008,
-        0.008,
-        0.009,
-        0.008,
-        0.008,
-        0.007,
-        0.010,
-        0.008,
-        0.009,
-        0.009,
-        0.009,
-        0.007,
-        0.007,
-        0.008,
-        0.011,
-        0.008,
-        0.008,
-        0.008,
-        0.01,
-        0.008,
-        0.029,
-        0.022,
-        0.035,
-        0.037,
-        0.047,
-        0.026,
-        0.025,
-        0.024,
-        0.035,
-        0.018,
-        0.024,
-        0.022,
-        0.026,
-        0.017,
-        0.021,
-        0.021,
-        0.032,
-        0.02,
-        0.019,
-        0.022,
-        0.031,
-        0.029,
-        0.022,
-        0.035,
-        0.037,
-        0.047,
-        0.026,
-        0.025,
-        0.024,
-        0.035,
-        0.018,
-        0.024,
-        0.022,
-        0.026,
-        0.017,
-        0.021,
-        0.021,
-        0.032,
-        0.02,
-        0.019,
-        0.022,
-        0.031,
-    )  # fmt: skip  (WB)
+    sigmas = (*COCO.sigmas, *_WB_FOOT, *_WB_FACE, *_WB_HAND, *_WB_HAND)
     return KeypointSpec(
         name="coco_wholebody",
         joint_names=names,
