@@ -8,14 +8,13 @@ Config files in `configs/` start from `recipe()` and change what their variant c
 
 from __future__ import annotations
 
-import ast
-import difflib
 import importlib.util
 import pathlib
 from collections.abc import Sequence
 
 import ml_collections
 
+from hrnet_jax import overrides as overrides_lib
 from hrnet_jax.data import keypoints
 from hrnet_jax.errors import ConfigError
 
@@ -195,25 +194,13 @@ def _check_keys(config, schema, prefix: str) -> None:
     for key in config:
         name = f"{prefix}{key}"
         if key not in schema:
-            raise ConfigError(f"unknown config key {name!r}{_suggestion(name)}")
+            raise ConfigError(
+                f"unknown config key {name!r}{overrides_lib.suggestion(name, recipe())}"
+            )
         if isinstance(config[key], ml_collections.ConfigDict):
             if not isinstance(schema[key], ml_collections.ConfigDict):
                 raise ConfigError(f"config key {name!r} is a section, the recipe has a value there")
             _check_keys(config[key], schema[key], f"{name}.")
-
-
-def _dotted_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
-    keys = []
-    for key, value in config.items():
-        keys.append(f"{prefix}{key}")
-        if isinstance(value, ml_collections.ConfigDict):
-            keys += _dotted_keys(value, f"{prefix}{key}.")
-    return keys
-
-
-def _suggestion(name: str) -> str:
-    close = difflib.get_close_matches(name, _dotted_keys(recipe()), n=1, cutoff=0.8)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 # Value choices, and the spellings people reach for.
@@ -332,62 +319,6 @@ def _get(config, dotted: str):
     return config
 
 
-def apply_override(config: ml_collections.ConfigDict, dotted: str, text: str | None) -> None:
-    """Sets `dotted` (e.g. "train.learning_rate") from command-line text, parsed by the field's type."""
-    node, parts = config, dotted.split(".")
-    for i, part in enumerate(parts):
-        if not isinstance(node, ml_collections.ConfigDict) or part not in node:
-            raise ConfigError(f"unknown config key {dotted!r}{_suggestion(dotted)}")
-        if i < len(parts) - 1:
-            node = node[part]
-    current = node[parts[-1]]
-    if isinstance(current, ml_collections.ConfigDict):
-        fields = ", ".join(current.keys())
-        raise ConfigError(f"config key {dotted!r} is a section; set one of its fields ({fields})")
-    value = _parse_value(dotted, text, current)
-    try:
-        node[parts[-1]] = value
-    except TypeError as e:
-        raise ConfigError(f"--config.{dotted}={text}: {e}") from None
-
-
-def _parse_value(name: str, text: str | None, current):
-    if text is None:
-        if isinstance(current, bool):
-            return True
-        raise ConfigError(f"--config.{name} needs a value: --config.{name}=VALUE")
-    expected = None
-    if isinstance(current, bool):
-        words = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
-        if text.lower() in words:
-            return words[text.lower()]
-        expected = "true or false"
-    elif isinstance(current, int):
-        try:
-            return int(text)
-        except ValueError:
-            expected = "an integer"
-    elif isinstance(current, float):
-        try:
-            return float(text)
-        except ValueError:
-            expected = "a number"
-    elif isinstance(current, str):
-        return text
-    else:
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            value = text if current is None else None
-        if isinstance(current, tuple | list):
-            if isinstance(value, tuple | list):
-                return _tuples(list(value))
-            expected = "a tuple such as '({})'".format(",".join(map(str, current)))
-        else:
-            return value
-    raise ConfigError(f"--config.{name}={text}: expected {expected}")
-
-
 def from_saved(saved: dict) -> ml_collections.ConfigDict:
     """A config saved as JSON (in a checkpoint) back into the recipe's schema and types."""
     config = recipe()
@@ -401,14 +332,12 @@ def from_saved(saved: dict) -> ml_collections.ConfigDict:
             if isinstance(value, dict):
                 fill(section[key], value, f"{prefix}{key}.")
             else:
-                section[key] = _tuples(value) if isinstance(section[key], tuple) else value
+                section[key] = (
+                    overrides_lib.tuples(value) if isinstance(section[key], tuple) else value
+                )
 
     fill(config, saved)
     return config
-
-
-def _tuples(value):
-    return tuple(_tuples(v) for v in value) if isinstance(value, list | tuple) else value
 
 
 def load_config(
@@ -428,5 +357,5 @@ def load_config(
     config = module.get_config(arg) if arg else module.get_config()
     validate(config)
     for key, text in overrides:
-        apply_override(config, key, text)
+        overrides_lib.apply(config, key, text)
     return config
