@@ -95,7 +95,8 @@ def recipe() -> ml_collections.ConfigDict:
     c.data.mean = (0.485, 0.456, 0.406)  # ImageNet RGB mean and std on [0, 1] images (HRN/PD/MMP)
     c.data.std = (0.229, 0.224, 0.225)
     c.data.bbox_padding = 1.25  # HRN/PD/MMP: box -> crop padding
-    # The keypoint set (data/keypoints.py): "coco", "crowdpose", "aic", "ochuman" or "custom".
+    # The keypoint set (data/keypoints.py): "coco", "crowdpose", "aic", "ochuman",
+    # "coco_wholebody", "mpii" or "custom".
     c.data.keypoints = "coco"
     c.data.custom_keypoints = ml_collections.ConfigDict()  # with data.keypoints="custom"
     c.data.custom_keypoints.joint_names = ()  # empty: the annotation file's category names them

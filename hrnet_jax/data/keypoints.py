@@ -17,6 +17,7 @@ to its annotation file's `categories`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import pathlib
 
@@ -28,6 +29,8 @@ from hrnet_jax.errors import ConfigError
 
 @dataclasses.dataclass(frozen=True)
 class KeypointSpec:
+    """One keypoint set's joint facts; invalid ids or counts fail at construction."""
+
     name: str
     joint_names: tuple[str, ...]
     flip_pairs: tuple[tuple[int, int], ...]
@@ -280,7 +283,7 @@ def from_config(config: ml_collections.ConfigDict) -> KeypointSpec:
             "give each joint its OKS sigma (COCO's range from 0.025 for eyes to 0.107 for hips)"
         )
     return KeypointSpec(
-        name="custom",
+        name="custom (data.custom_keypoints)",
         joint_names=names,
         flip_pairs=tuple(tuple(p) for p in custom.flip_pairs),
         skeleton=skeleton,
@@ -300,8 +303,7 @@ def _from_categories(config, skeleton) -> tuple[tuple[str, ...], tuple[tuple[int
             f"data.custom_keypoints.joint_names is empty and {path} (whose categories would name "
             "the joints) does not exist"
         )
-    categories = json.loads(path.read_text()).get("categories", [])
-    person = next((c for c in categories if c.get("keypoints")), None)
+    person = _person_category(str(path), path.stat().st_mtime_ns)
     if person is None:
         raise ConfigError(
             f"{path} has no category with keypoints: set data.custom_keypoints.joint_names"
@@ -310,3 +312,12 @@ def _from_categories(config, skeleton) -> tuple[tuple[str, ...], tuple[tuple[int
     if not skeleton:
         skeleton = tuple((a - 1, b - 1) for a, b in person.get("skeleton", []))
     return names, skeleton
+
+
+@functools.lru_cache(maxsize=4)
+def _person_category(path: str, mtime_ns: int) -> dict | None:
+    """The first category with keypoint names of an annotation file (parsed once per version:
+    every module that asks for the spec would otherwise parse a COCO-size json again)."""
+    del mtime_ns  # part of the cache key only
+    categories = json.loads(pathlib.Path(path).read_text()).get("categories", [])
+    return next((c for c in categories if c.get("keypoints")), None)
