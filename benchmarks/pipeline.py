@@ -1,12 +1,15 @@
 """Training-pipeline throughput on real COCO JPEGs, per CPU core, augmentation on.
 
-    python -m benchmarks.pipeline --config=configs/w32_384x288.py [--reduced_decode=false] [--append]
+    python -m benchmarks.pipeline --config=configs/w32_384x288.py [--reduced_decode=false]
+        [--tfds_data_dir=D] [--append]
 
 Reads the coco_mini images (../shared/data/coco_mini) repeated. "Per core" is measured on one core:
 the process is pinned to a single CPU, OpenCV runs one thread (as in each of a run's worker
 processes) and grain reads in the calling thread, so samples/s is what each worker adds. The figure
 is the median of `--repeats` timed passes, each after a warm-up batch; CPU time per sample is
-reported beside it because a shared machine's wall clock varies by ~10% between passes.
+reported beside it because a shared machine's wall clock varies by ~10% between passes. With
+`--tfds_data_dir` the same instances come from the TFDS data set built from them (built there first
+if missing), and the result also gives its bytes per instance.
 """
 
 from __future__ import annotations
@@ -17,12 +20,11 @@ import statistics
 import time
 
 import cv2
-import numpy as np
 from absl import flags
 
 from benchmarks import common
 from hrnet_jax import cli, config_lib
-from hrnet_jax.data import coco, pipeline
+from hrnet_jax.data import pipeline, sources, tfds_builder
 
 _CONFIG = cli.ConfigFlag()
 _DATA = flags.DEFINE_string(
@@ -36,7 +38,21 @@ _BATCHES = flags.DEFINE_integer(
 _BATCH = flags.DEFINE_integer("batch_size", 32, "Batch size.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed passes; the median is reported.")
 _REDUCED = flags.DEFINE_bool("reduced_decode", True, "Decode JPEGs at reduced size where allowed.")
+_TFDS = flags.DEFINE_string("tfds_data_dir", None, "Read the TFDS data set built there instead.")
 _APPEND = flags.DEFINE_bool("append", False, "Append the result to BENCHMARKS.md.")
+
+
+class _Repeated:
+    """The first `n` records of a source read cyclically (a grain random-access source)."""
+
+    def __init__(self, source, n: int):
+        self._source, self._n = source, n
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i: int):
+        return self._source[i % len(self._source)]
 
 
 def _pin_to_one_core() -> bool:
@@ -67,15 +83,23 @@ def _timed_pass(instances, sampler, num_batches: int) -> tuple[float, float]:
 def main():
     config = _CONFIG.value.as_configdict()
     config.data.reduced_decode = _REDUCED.value
+    config.data.root = _DATA.value
+    config.data.annotation_file = "annotations/person_keypoints_mini.json"
+    config.data.image_dir = "images"
+    config.data.train_split = config.data.val_split = "mini"
+    extra = {}
+    if _TFDS.value:
+        config.data.format, config.data.tfds_data_dir = "tfds", _TFDS.value
+        built = tfds_builder.builder(config, _TFDS.value)
+        built.download_and_prepare()
+        files = pathlib.Path(built.data_dir).glob("*.array_record-*")
+        extra["bytes_per_instance"] = round(
+            sum(f.stat().st_size for f in files) / built.info.splits["mini"].num_examples
+        )
     config = config_lib.check(config)
-    root = pathlib.Path(_DATA.value)
-    instances, _ = coco.gt_instances(
-        root / "annotations" / "person_keypoints_mini.json",
-        root / "images",
-        aspect_ratio=config.input_size[1] / config.input_size[0],
-    )
+    instances, _ = sources.load_instances(config, "mini", train=True)
     total = (_BATCHES.value + 1) * _BATCH.value
-    instances = instances.select(np.arange(total) % len(instances))
+    instances = _Repeated(instances, total)
     pinned = _pin_to_one_core()
     cv2.setNumThreads(1)
     sampler = pipeline.make_sampler(config, train=True)
@@ -89,6 +113,8 @@ def main():
             "samples_per_s_per_core": round(samples / statistics.median(w for w, _ in passes), 1),
             "passes_samples_per_s": [round(samples / w, 1) for w, _ in passes],
             "cpu_ms_per_sample": round(1e3 * statistics.median(c for _, c in passes) / samples, 3),
+            "source": "tfds" if _TFDS.value else "folder",
+            **extra,
         },
         _APPEND.value,
     )

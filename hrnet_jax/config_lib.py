@@ -84,8 +84,8 @@ def recipe() -> ml_collections.ConfigDict:
     c.data.image_dir = "images/{split}"  # relative to root
     c.data.train_split = "train2017"
     c.data.val_split = "val2017"
-    c.data.format = "folder"  # or "array_record": shards from python -m hrnet_jax.data.pack
-    c.data.packed_dir = ""  # where the array_record shards are (with format="array_record")
+    c.data.format = "folder"  # or "tfds": the data set python -m hrnet_jax.data.pack builds
+    c.data.tfds_data_dir = ""  # TFDS's data_dir of the built data set (with format="tfds")
     c.data.synthetic = ml_collections.ConfigDict()  # the built-in demo set, generated at data.root
     c.data.synthetic.enabled = False
     c.data.synthetic.num_train_images = 1000
@@ -209,7 +209,7 @@ CHOICES = {
     "model.dtype": ("float32", "bfloat16", "float16"),
     "model.param_dtype": ("float32", "bfloat16"),
     "model.conv_weight_grad": ("auto", "row_shift", "xla"),
-    "data.format": ("folder", "array_record"),
+    "data.format": ("folder", "tfds"),
     "data.target_dtype": ("float32", "bfloat16"),
     "train.optimizer": ("adam", "adamw"),
 }
@@ -254,9 +254,9 @@ def check(config: ml_collections.ConfigDict) -> ml_collections.FrozenConfigDict:
             problems.append(f"{key} is {_get(config, key)!r}; it must be >= 0")
     problems += _geometry_problems(config)
     problems += _joint_problems(config)
-    if config.data.format == "array_record" and not config.data.packed_dir:
+    if config.data.format == "tfds" and not config.data.tfds_data_dir:
         problems.append(
-            "data.format is 'array_record' but data.packed_dir is empty: name the shards' folder"
+            "data.format is 'tfds' but data.tfds_data_dir is empty: name the data set's data_dir"
         )
     from hrnet_jax import models
     from hrnet_jax.data.heatmaps import HeatmapCodec

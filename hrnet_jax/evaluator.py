@@ -37,7 +37,7 @@ EVAL_SETTINGS = (
     "data.image_dir",
     "data.val_split",
     "data.format",
-    "data.packed_dir",
+    "data.tfds_data_dir",
     "data.mean",
     "data.std",
     "data.bbox_padding",

@@ -4,11 +4,11 @@
 #   gcloud compute tpus tpu-vm ssh $TPU --zone=$ZONE --worker=all \
 #     --command="bash ~/hrnet_jax/launch/tpu_vm.sh --config=configs/w32_384x288.py \
 #                --workdir=/mnt/bucket/runs/w32 --config.data.root=/mnt/bucket/coco \
-#                --config.data.format=array_record --config.data.packed_dir=/mnt/bucket/coco_packed"
+#                --config.data.format=tfds --config.data.tfds_data_dir=/mnt/bucket/tfds"
 #
 # Copy the repository to every worker first (gcloud ... scp --recurse --worker=all). The workdir
 # and the data are local paths that every worker sees: a bucket mounted with gcsfuse at the same
-# path on each worker, or a shared persistent disk. Data: the packed ArrayRecord shards
+# path on each worker, or a shared persistent disk. Data: the TFDS data set (ArrayRecord files)
 # (python -m hrnet_jax.data.pack) read better from a bucket than 118k small JPEGs; the COCO
 # annotation JSONs stay under data.root (evaluation reads them).
 set -euo pipefail

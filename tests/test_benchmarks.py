@@ -47,3 +47,17 @@ def test_evaluate_benchmark_reports_instances_per_second_and_its_parts(coco_mini
     result = _last_json_line("benchmarks.evaluate", f"--data={coco_mini}")
     _assert_positive(result, ["instances_per_s", "predict_s", "decode_s", "nms_s", "cocoeval_s"])
     assert result["instances"] == 118  # every detector box of coco_mini
+
+
+def test_pipeline_benchmark_reads_the_tfds_source_and_its_size(coco_mini, tmp_path):
+    result = _last_json_line(
+        "benchmarks.pipeline",
+        f"--data={coco_mini}",
+        "--batches=2",
+        "--batch_size=4",
+        f"--tfds_data_dir={tmp_path}",
+    )
+    _assert_positive(result, ["samples_per_s_per_core", "bytes_per_instance"])
+    # coco_mini's 12 persons carry their images' bytes: at least the 4 JPEGs over 12 instances.
+    jpeg_bytes = sum(p.stat().st_size for p in (coco_mini / "images").iterdir())
+    assert result["source"] == "tfds" and result["bytes_per_instance"] > jpeg_bytes / 12

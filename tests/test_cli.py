@@ -34,6 +34,15 @@ CASES = {
         ),
         ((TINY, "--workdir={tmp}", "--config.data.root={tmp}/none"), "COCO train not found"),
         ((TINY, "--workdir=/etc/hostname/run"), "workdir /etc/hostname/run is not writable"),
+        (
+            (
+                TINY,
+                "--workdir={tmp}",
+                "--config.data.format=tfds",
+                "--config.data.tfds_data_dir={tmp}/no",
+            ),
+            "build it with python -m hrnet_jax.data.pack --config=... --data_dir={tmp}/no",
+        ),
     ],
     "evaluate": [
         ((TINY, "--workdir={tmp}", "--config.eval.flip_tset=false"), "'eval.flip_test'"),
@@ -64,9 +73,9 @@ CASES = {
         (("--data_dir={tmp}", "--speed=fast"), "speed"),
     ],
     "data.pack": [
-        ((TINY, "--out={tmp}", "--config.data.rot=x"), "'data.root'"),
-        ((TINY, "--out={tmp}", "--config.data.root={tmp}/none"), "COCO train not found"),
-        ((TINY,), "--out is required"),
+        ((TINY, "--data_dir={tmp}", "--config.data.rot=x"), "'data.root'"),
+        ((TINY, "--data_dir={tmp}", "--config.data.root={tmp}/none"), "COCO train not found"),
+        ((TINY,), "--data_dir is required"),
     ],
     "data.make_synthetic": [
         (("--out={tmp}/s", "--image_height=20"), "too small"),

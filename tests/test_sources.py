@@ -1,48 +1,155 @@
-"""Where instances come from: COCO folders, packed ArrayRecord shards, and what happens without COCO."""
+"""Where instances come from: COCO folders, the TFDS data set built from them, and what happens
+without either. TensorFlow is not installed: TFDS builds and reads without it."""
 
+import importlib.util
+import json
+import pathlib
+import shutil
+
+import jax
 import numpy as np
 import pytest
-from testing_utils import ROOT, run_module
+from testing_utils import TINY_CONFIG, run_module, tiny_train_config
 
-from hrnet_jax import config_lib
-from hrnet_jax.data import packed, pipeline, sources
+from hrnet_jax import config_lib, parallel, train_loop
+from hrnet_jax.data import pipeline, sources, tfds_builder
+from hrnet_jax.data.samples import ImageError
+from hrnet_jax.evaluator import Evaluator
+from hrnet_jax.predictor import Predictor
+
+MINI = (
+    "--config.data.annotation_file=annotations/person_keypoints_mini.json",
+    "--config.data.image_dir=images",
+    "--config.data.train_split=mini",
+    "--config.data.val_split=mini",
+)
 
 
-def _mini_config(root):
-    config = config_lib.recipe()
+def _mini_config(root, data_dir=None):
+    config = config_lib.load_config(TINY_CONFIG, [tuple(a[9:].split("=", 1)) for a in MINI])
     config.data.root = str(root)
-    config.data.annotation_file = "annotations/person_keypoints_mini.json"
-    config.data.image_dir = "images"
-    config.input_size, config.heatmap_size = (64, 48), (16, 12)
+    if data_dir is not None:
+        config.data.format, config.data.tfds_data_dir = "tfds", str(data_dir)
     return config
 
 
-def test_packed_shards_give_the_same_samples_as_the_folder(coco_mini, tmp_path):
-    config = _mini_config(coco_mini)
-    folder = sources.load_instances(config, "val2017", train=True)[0]
+@pytest.fixture(scope="module")
+def built(coco_mini, tmp_path_factory):
+    """coco_mini built with the pack command (both splits are "mini" here)."""
+    data_dir = tmp_path_factory.mktemp("tfds")
     run_module(
-        "hrnet_jax.data.pack",
-        f"--config={ROOT / 'configs' / 'w32_256x192.py'}",
-        f"--config.data.root={coco_mini}",
-        "--config.data.annotation_file=annotations/person_keypoints_mini.json",
-        "--config.data.image_dir=images",
-        "--split=val2017",
-        f"--out={tmp_path}",
-        "--num_shards=3",
-    )
-    assert len(list(tmp_path.glob("val2017.array_record-*-of-00003"))) == 3
-    config.data.format, config.data.packed_dir = "array_record", str(tmp_path)
-    shards = sources.load_instances(config, "val2017", train=True)[0]
-    assert isinstance(shards, packed.PackedInstances) and len(shards) == len(folder) == 12
-    sampler = pipeline.make_sampler(config, train=True)
-    by_ann = {int(shards[i]["ann_id"]): shards[i] for i in range(len(shards))}
+        "hrnet_jax.data.pack", f"--config={TINY_CONFIG}", f"--config.data.root={coco_mini}",
+        *MINI, f"--data_dir={data_dir}",
+    )  # fmt: skip
+    return data_dir
+
+
+def test_tensorflow_is_not_installed():
+    # The TFDS tests here build and read without it.
+    assert importlib.util.find_spec("tensorflow") is None
+
+
+def test_the_tfds_source_holds_the_folder_sources_instances_in_order(coco_mini, built):
+    folder = sources.load_instances(_mini_config(coco_mini), "mini", train=True)[0]
+    tfds = sources.load_instances(_mini_config(coco_mini, built), "mini", train=True)[0]
+    assert isinstance(tfds, tfds_builder.TfdsInstances) and len(tfds) == len(folder) == 12
     for i in range(len(folder)):
-        record = folder[i]
-        rng_a, rng_b = np.random.default_rng(i), np.random.default_rng(i)
-        a = sampler(record, rng_a)
-        b = sampler(by_ann[int(record["ann_id"])], rng_b)
+        a, b = folder[i], tfds[i]
+        assert b["image_bytes"] == pathlib.Path(a["image_file"]).read_bytes()
         for key in a:
-            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+            np.testing.assert_array_equal(np.asarray(a[key]), np.asarray(b[key]), err_msg=key)
+
+
+def test_train_batches_from_both_sources_are_bit_identical(coco_mini, built):
+    def batches(config, workers=0):
+        instances = sources.load_instances(config, "mini", train=True)[0]
+        options = pipeline.DataOptions(num_workers=workers, num_threads=2)
+        iterator = pipeline.train_iterator(
+            instances, pipeline.make_sampler(config, train=True), seed=3, global_batch_size=4,
+            num_epochs=2, options=options,
+        )  # fmt: skip
+        try:
+            return list(iterator)
+        finally:
+            iterator.close()
+
+    folder = batches(_mini_config(coco_mini))
+    # The TFDS source also in two grain worker processes (it pickles into them).
+    for tfds in (
+        batches(_mini_config(coco_mini, built)),
+        batches(_mini_config(coco_mini, built), 2),
+    ):
+        assert len(folder) == len(tfds) == 6
+        for a, b in zip(folder, tfds, strict=True):
+            for key in ("image", "heatmaps", "target_weight", "index"):
+                np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_evaluation_from_both_sources_gives_the_same_ap(coco_mini, built, tmp_path):
+    config = config_lib.check(_mini_config(coco_mini))
+    mesh = parallel.make_mesh()
+    predictor = Predictor(config, mesh)
+    init = jax.jit(predictor.model.init, out_shardings=parallel.replicated(mesh))
+    variables = init(jax.random.key(1), np.zeros((1, *config.input_size, 3), np.float32))
+    folder = Evaluator(config, mesh, predictor).run(variables, 0, tmp_path / "folder")
+    tfds_config = config_lib.check(_mini_config(coco_mini, built))
+    tfds = Evaluator(tfds_config, mesh, predictor).run(variables, 0, tmp_path / "tfds")
+    assert folder == tfds and folder["AP"] >= 0.0
+    results = [
+        json.loads((tmp_path / d / "keypoints_results.json").read_text())
+        for d in ("folder", "tfds")
+    ]
+    assert results[0] == results[1]
+
+
+def test_a_corrupt_jpeg_fails_a_strict_build_and_is_counted_otherwise(coco_mini, tmp_path):
+    data = tmp_path / "coco_mini"
+    shutil.copytree(coco_mini, data)
+    gt = json.loads((data / "annotations" / "person_keypoints_mini.json").read_text())
+    name = gt["images"][0]["file_name"]
+    instances = sources.load_instances(_mini_config(data), "mini", train=True)[0]
+    persons = int(np.sum(instances.image_id == gt["images"][0]["id"]))
+    (data / "images" / name).write_bytes((data / "images" / name).read_bytes()[:3000])  # truncated
+    with pytest.raises(ImageError, match=f"corrupt or truncated image .*{name}"):
+        tfds_builder.builder(_mini_config(data), tmp_path / "strict").download_and_prepare()
+    lenient = _mini_config(data)
+    lenient.data.strict = False
+    built = tfds_builder.builder(lenient, tmp_path / "lenient")
+    built.download_and_prepare()
+    assert built.info.metadata["skipped_images"] == 1 and persons > 0
+    assert built.info.metadata["skipped_instances"] == persons
+    assert built.info.splits["mini"].num_examples == 12 - persons
+
+
+def test_a_missing_built_data_set_names_the_pack_command(tmp_path):
+    config = _mini_config(tmp_path, data_dir=tmp_path / "none")
+    with pytest.raises(FileNotFoundError, match=r"hrnet_jax.data.pack .*--data_dir=.*none"):
+        sources.load_instances(config, "mini", train=True)
+
+
+def test_training_from_tfds_resumes_exactly(synthetic_root, tmp_path):
+    """2 epochs straight == 1 epoch, stop, resume to 2: the same losses, from the TFDS source."""
+    data_dir = tmp_path / "tfds"
+    run_module(
+        "hrnet_jax.data.pack", f"--config={TINY_CONFIG}", f"--config.data.root={synthetic_root}",
+        f"--data_dir={data_dir}",
+    )  # fmt: skip
+
+    def config(epochs):
+        c = tiny_train_config(synthetic_root, num_epochs=epochs)
+        c.data.format, c.data.tfds_data_dir = "tfds", str(data_dir)
+        return c
+
+    def losses(workdir):
+        rows = (workdir / "metrics.jsonl").read_text().splitlines()
+        return [json.loads(r)["train/loss"] for r in rows if '"train/loss"' in r]
+
+    train_loop.train_and_evaluate(config(2), tmp_path / "straight")
+    train_loop.train_and_evaluate(config(1), tmp_path / "resumed")
+    train_loop.train_and_evaluate(config(2), tmp_path / "resumed")
+    assert losses(tmp_path / "resumed") == losses(tmp_path / "straight") and losses(
+        tmp_path / "straight"
+    )
 
 
 def test_missing_coco_names_the_path_and_the_download_command(tmp_path):
@@ -53,10 +160,3 @@ def test_missing_coco_names_the_path_and_the_download_command(tmp_path):
     message = str(error.value)
     assert str(tmp_path / "coco") in message
     assert "python -m hrnet_jax.data.download --data_dir" in message
-
-
-def test_missing_packed_shards_are_named(tmp_path):
-    config = config_lib.recipe()
-    config.data.format, config.data.packed_dir = "array_record", str(tmp_path)
-    with pytest.raises(FileNotFoundError, match="train2017.array_record-.*hrnet_jax.data.pack"):
-        sources.load_instances(config, "train2017", train=True)[0]

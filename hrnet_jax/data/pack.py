@@ -1,34 +1,36 @@
-"""Packs a split's person instances (JPEG bytes + annotation) into ArrayRecord shards.
+"""Builds a config's keypoint set as a TensorFlow Datasets data set (ArrayRecord), both splits.
 
-    python -m hrnet_jax.data.pack --config=configs/w32_384x288.py --split=train2017 --out=/data/packed
+    python -m hrnet_jax.data.pack --config=configs/w32_384x288.py --data_dir=/data/tfds
 
-then train with `--config.data.format=array_record --config.data.packed_dir=/data/packed`. Written
-with array_record directly: a TFDS builder would need TensorFlow to build, while array_record and
-grain read and write without it.
+then train and evaluate from it with `--config.data.format=tfds --config.data.tfds_data_dir=/data/tfds`
+(hrnet_jax/data/tfds_builder.py). An interrupted build starts its splits again; a finished one is
+reused. TensorFlow is not needed.
 """
-
-import pathlib
 
 from absl import flags, logging
 
 from hrnet_jax import cli
-from hrnet_jax.data import packed, sources
+from hrnet_jax.data import sources, tfds_builder
 
 _CONFIG = cli.ConfigFlag()
-_SPLIT = flags.DEFINE_string("split", None, "Split to pack (default: the config's train split).")
-_OUT = flags.DEFINE_string("out", None, "Output directory (the config's data.packed_dir).")
-_NUM_SHARDS = flags.DEFINE_integer("num_shards", 16, "ArrayRecord files to write.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data_dir to build into.")
 
 
 def main() -> None:
     config = _CONFIG.value
-    split = _SPLIT.value or config.data.train_split
-    train = split == config.data.train_split
-    instances, _ = sources.folder_instances(config, split, train=train)
-    pattern = str(pathlib.Path(_OUT.value) / f"{split}.array_record-%05d-of-%05d")
-    paths = packed.pack(instances, pattern, _NUM_SHARDS.value)
-    logging.info("wrote %d instances into %d files: %s ...", len(instances), len(paths), paths[0])
+    sources.ensure_synthetic(config)
+    built = tfds_builder.builder(config, _DATA_DIR.value)
+    built.download_and_prepare()
+    info = built.info
+    logging.info(
+        "%s in %s: %s; skipped (data.strict=False): %s images, %s persons",
+        info.full_name,
+        built.data_dir,
+        ", ".join(f"{name} {split.num_examples}" for name, split in info.splits.items()),
+        info.metadata.get("skipped_images", 0),
+        info.metadata.get("skipped_instances", 0),
+    )
 
 
 if __name__ == "__main__":
-    cli.run(main, config=_CONFIG, required=["out"])
+    cli.run(main, config=_CONFIG, required=["data_dir"])

@@ -1,4 +1,4 @@
-"""Where a split's person instances come from: COCO folders, packed ArrayRecord shards, or the
+"""Where a split's person instances come from: COCO folders, the TFDS data set built from them, or the
 built-in synthetic set (generated on first use). Each loader checks what it can before training
 starts: files present, the joint count, a generated set that matches its config."""
 
@@ -13,7 +13,7 @@ import numpy as np
 from absl import logging
 from pycocotools.coco import COCO
 
-from hrnet_jax.data import coco, keypoints, mpii, packed
+from hrnet_jax.data import coco, keypoints, mpii
 from hrnet_jax.errors import ConfigError
 
 
@@ -137,14 +137,10 @@ def load_instances(
         source, report = folder_instances(config, split, train=train, gt=gt)
         where = split_paths(config, split)[0]
     else:
-        paths = sorted(pathlib.Path(config.data.packed_dir).glob(f"{split}.array_record-*"))
-        if not paths:
-            raise FileNotFoundError(
-                f"no packed shards {split}.array_record-* in data.packed_dir={config.data.packed_dir!r}"
-                f" (write them with python -m hrnet_jax.data.pack)"
-            )
-        source, report = packed.PackedInstances([str(p) for p in paths]), coco.LoadReport()
-        report.kept, where = len(source), pathlib.Path(config.data.packed_dir)
+        from hrnet_jax.data import tfds_builder  # imports tensorflow_datasets: only when used
+
+        source, report = tfds_builder.data_source(config, split), coco.LoadReport()
+        report.kept, where = len(source), pathlib.Path(config.data.tfds_data_dir)
     if len(source):
         joints = len(source[0]["joints_vis"])
         if joints != config.model.num_joints:
