@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from testing_utils import TINY_CONFIG, run_module, tiny_train_config
 
-from hrnet_jax import config_lib, parallel, train_loop
+from hrnet_jax import checkpoint, config_lib, parallel, train_loop
 from hrnet_jax.data import pipeline, sources, tfds_builder
 from hrnet_jax.data.samples import ImageError
 from hrnet_jax.evaluator import Evaluator
@@ -127,29 +127,41 @@ def test_a_missing_built_data_set_names_the_pack_command(tmp_path):
         sources.load_instances(config, "mini", train=True)
 
 
-def test_training_from_tfds_resumes_exactly(synthetic_root, tmp_path):
-    """2 epochs straight == 1 epoch, stop, resume to 2: the same losses, from the TFDS source."""
+def test_training_from_tfds_resumes_step_exactly_after_dying_mid_epoch(
+    synthetic_root, tmp_path, monkeypatch
+):
+    """A run that dies at step 4 (last checkpoint: step 2) and is started again ends with the
+    same losses, row for row, as a run that never died, reading the TFDS source."""
     data_dir = tmp_path / "tfds"
     run_module(
         "hrnet_jax.data.pack", f"--config={TINY_CONFIG}", f"--config.data.root={synthetic_root}",
         f"--data_dir={data_dir}",
     )  # fmt: skip
-
-    def config(epochs):
-        c = tiny_train_config(synthetic_root, num_epochs=epochs)
-        c.data.format, c.data.tfds_data_dir = "tfds", str(data_dir)
-        return c
+    config = tiny_train_config(synthetic_root, num_epochs=2)
+    config.data.format, config.data.tfds_data_dir = "tfds", str(data_dir)
+    config.train.checkpoint_every_steps = 2
 
     def losses(workdir):
         rows = (workdir / "metrics.jsonl").read_text().splitlines()
         return [json.loads(r)["train/loss"] for r in rows if '"train/loss"' in r]
 
-    train_loop.train_and_evaluate(config(2), tmp_path / "straight")
-    train_loop.train_and_evaluate(config(1), tmp_path / "resumed")
-    train_loop.train_and_evaluate(config(2), tmp_path / "resumed")
-    assert losses(tmp_path / "resumed") == losses(tmp_path / "straight") and losses(
-        tmp_path / "straight"
-    )
+    train_loop.train_and_evaluate(config, tmp_path / "straight")
+    global_batch, calls = parallel.global_batch, {"n": 0}
+
+    def dies_at_step_4(batch, mesh):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise SystemExit("killed")
+        return global_batch(batch, mesh)
+
+    monkeypatch.setattr(parallel, "global_batch", dies_at_step_4)
+    with pytest.raises(SystemExit):
+        train_loop.train_and_evaluate(config, tmp_path / "resumed")
+    monkeypatch.setattr(parallel, "global_batch", global_batch)
+    assert max(checkpoint.complete_steps(tmp_path / "resumed")) == 2
+    train_loop.train_and_evaluate(config, tmp_path / "resumed")
+    straight = losses(tmp_path / "straight")
+    assert losses(tmp_path / "resumed") == straight and len(straight) == 10
 
 
 def test_missing_coco_names_the_path_and_the_download_command(tmp_path):
