@@ -16,6 +16,7 @@ from hrnet_jax.data.samples import Augment, ImageError, TopDownSampler, read_ima
 ANNOTATIONS = "annotations/person_keypoints_mini.json"
 DETECTIONS = "person_detection_results/COCO_mini_detections_AP_H_56_person.json"
 FLIP_PAIRS = keypoints.COCO.flip_pairs
+FLIP_PERM = tuple(int(j) for j in keypoints.COCO.flip_permutation)
 
 
 def _gt(root, **kw):
@@ -141,7 +142,7 @@ def test_unbiased_targets_peak_at_the_subpixel_joint():
 
 def _no_augment_sampler(input_size=(256, 192), **kw):
     codec = HeatmapCodec(input_size, (input_size[0] // 4, input_size[1] // 4), 2.0)
-    return TopDownSampler(codec, FLIP_PAIRS, augment=None, reduced_decode=False, **kw)
+    return TopDownSampler(codec, FLIP_PERM, augment=None, reduced_decode=False, **kw)
 
 
 def test_target_peaks_sit_at_the_hand_transformed_joints(coco_mini):
@@ -210,9 +211,7 @@ def test_flip_equals_the_mirrored_image_with_pairs_swapped(coco_mini):
     instances, _ = _gt(coco_mini)
     rec = instances[4]
     codec = HeatmapCodec((256, 192), (64, 48), 2.0)
-    flipped = TopDownSampler(
-        codec, FLIP_PAIRS, augment=_forced(flip_prob=1.0), reduced_decode=False
-    )
+    flipped = TopDownSampler(codec, FLIP_PERM, augment=_forced(flip_prob=1.0), reduced_decode=False)
     sample = flipped(rec, np.random.default_rng(0))
     # The recipe's flip, done by hand: mirror the image, x -> w - x - 1, swap the pairs.
     image = simplejpeg.decode_jpeg(pathlib.Path(rec["image_file"]).read_bytes())
@@ -278,7 +277,7 @@ def test_reduced_decoding_crops_like_full_decoding(coco_mini):
     rec["scale"] = rec["scale"] * 1.6  # ~2.7 source pixels per output pixel at 192 wide
     full = _no_augment_sampler()(rec)["image"].astype(float)
     codec = HeatmapCodec((256, 192), (64, 48), 2.0)
-    reduced = TopDownSampler(codec, FLIP_PAIRS, reduced_decode=True)(rec)["image"]
+    reduced = TopDownSampler(codec, FLIP_PERM, reduced_decode=True)(rec)["image"]
     # Same content, same place: the difference is the interpolation's, not a shift.
     assert np.mean(np.abs(full - reduced)) < 6.0
     shifted = _no_augment_sampler()({**rec, "center": rec["center"] + [2.0, 0.0]})["image"]

@@ -176,7 +176,7 @@ def make_sampler(config: ml_collections.ConfigDict, train: bool) -> TopDownSampl
     spec = keypoints.from_config(config)
     return TopDownSampler(
         codec=HeatmapCodec.from_config(config),
-        flip_pairs=spec.flip_pairs,
+        flip_perm=tuple(int(j) for j in spec.flip_permutation),
         augment=Augment.from_config(config.augment, spec.upper_body_ids) if train else None,
         reduced_decode=config.data.reduced_decode,
         with_targets=train,

@@ -101,7 +101,7 @@ class TopDownSampler:
     """Turns person-instance records into fixed-size samples (picklable for grain workers)."""
 
     codec: HeatmapCodec
-    flip_pairs: tuple[tuple[int, int], ...]
+    flip_perm: tuple[int, ...]  # the keypoint set's (KeypointSpec.flip_permutation)
     augment: Augment | None = None  # None: evaluation (no randomness)
     reduced_decode: bool = True
     with_targets: bool = True
@@ -128,7 +128,7 @@ class TopDownSampler:
         if self.augment is not None:
             center, scale, rotation, flip = self._augment(center, scale, joints, vis, rng)
         if flip:
-            joints, vis = transforms.flip_joints(joints, vis, width, self.flip_pairs)
+            joints, vis = transforms.flip_joints(joints, vis, width, self.flip_perm)
             center[0] = width - center[0] - 1
         crop = transforms.affine_matrix(center, scale, rotation, input_size)
         # Source pixels per output pixel: decode at a reduced size when that many are averaged anyway.

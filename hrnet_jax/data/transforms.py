@@ -61,13 +61,12 @@ def warp(image: np.ndarray, matrix: np.ndarray, output_size: tuple[int, int]) ->
 
 
 def flip_joints(
-    joints: np.ndarray, vis: np.ndarray, width: int, flip_pairs: Sequence[Sequence[int]]
+    joints: np.ndarray, vis: np.ndarray, width: int, flip_perm: Sequence[int]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Mirrors joints of an image `width` wide and swaps left/right (the reference's fliplr_joints)."""
+    """Mirrors joints of an image `width` wide and swaps left/right by the keypoint set's flip
+    permutation (the reference's fliplr_joints)."""
     joints = transform_points(joints, hflip_matrix(width))
-    perm = np.arange(len(joints))
-    for a, b in flip_pairs:
-        perm[a], perm[b] = b, a
+    perm = np.asarray(flip_perm)
     return joints[perm] * (vis[perm, None] > 0), vis[perm]
 
 
