@@ -110,7 +110,7 @@ def test_a_corrupt_jpeg_fails_a_strict_build_and_is_counted_otherwise(coco_mini,
     instances = sources.load_instances(_mini_config(data), "mini", train=True)[0]
     persons = int(np.sum(instances.image_id == gt["images"][0]["id"]))
     (data / "images" / name).write_bytes((data / "images" / name).read_bytes()[:3000])  # truncated
-    with pytest.raises(ImageError, match=f"corrupt or truncated image .*{name}"):
+    with pytest.raises(ImageError, match=f"corrupt or truncated JPEG .*{name}"):
         tfds_builder.builder(_mini_config(data), tmp_path / "strict").download_and_prepare()
     lenient = _mini_config(data)
     lenient.data.strict = False

@@ -17,10 +17,8 @@ from __future__ import annotations
 import pathlib
 from typing import Any
 
-import cv2
 import ml_collections
 import numpy as np
-import simplejpeg
 import tensorflow_datasets as tfds
 
 from hrnet_jax.data import keypoints
@@ -94,7 +92,7 @@ class CocoPersonKeypoints(tfds.core.GeneratorBasedBuilder):
             record = instances[i]
             path = str(record["image_file"])
             if path not in images:
-                images[path] = _checked_bytes(path, strict)
+                images[path] = _checked_bytes(record, strict)
                 self.info.metadata["skipped_images"] += images[path] is None
             if images[path] is None:
                 self.info.metadata["skipped_instances"] += 1
@@ -109,19 +107,17 @@ class CocoPersonKeypoints(tfds.core.GeneratorBasedBuilder):
             )
 
 
-def _checked_bytes(path: str, strict: bool) -> bytes | None:
-    """The file's bytes if it decodes; a corrupt one raises (strict) or gives None."""
-    from hrnet_jax.data.samples import ImageError
+def _checked_bytes(record: dict[str, Any], strict: bool) -> bytes | None:
+    """The record's image bytes if they decode (to the annotated size) as training reads them; a
+    corrupt image raises (strict) or gives None."""
+    from hrnet_jax.data.samples import ImageError, read_image
 
-    data = pathlib.Path(path).read_bytes()
+    data = pathlib.Path(str(record["image_file"])).read_bytes()
     try:
-        if data[:2] == b"\xff\xd8":
-            simplejpeg.decode_jpeg(data)
-        elif cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) is None:
-            raise ValueError("not a readable image")
-    except ValueError as e:
+        read_image({**record, "image_bytes": data})
+    except ImageError:
         if strict:
-            raise ImageError(f"corrupt or truncated image {path}: {e}") from e
+            raise
         return None
     return data
 
