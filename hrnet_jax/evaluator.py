@@ -22,6 +22,7 @@ from jax.experimental import multihost_utils
 
 from hrnet_jax import coco_metric, nms, visualize
 from hrnet_jax.data import keypoints, mpii, sources
+from hrnet_jax.data.heatmaps import PIXEL_STD
 from hrnet_jax.errors import UserError
 from hrnet_jax.predictor import Predictor
 
@@ -88,7 +89,7 @@ def rescore_and_nms(
     confident = kpt_scores > eval_config.in_vis_thre
     mean_conf = np.sum(kpt_scores * confident, 1) / np.maximum(confident.sum(1), 1)
     scores = preds["score"] * mean_conf
-    areas = np.prod(preds["scale"] * 200.0, axis=1)
+    areas = np.prod(preds["scale"] * PIXEL_STD, axis=1)
     results = []
     for image_id in np.unique(preds["image_id"]):
         idx = np.flatnonzero(preds["image_id"] == image_id)
@@ -138,9 +139,8 @@ class Evaluator:
         if len(self.instances) == 0:
             raise UserError(f"the val split ({self.annotation_file}) has no person instances")
         self.left_out = report.left_out.get("bad annotation", 0)  # data.strict=False only
-        if coco_ap:
-            coco_metric.prepare_annotations(self.gt, self.spec)
-            self.primary = "AP"
+        if coco_ap:  # keypoint_ap prepares the GT's OKS areas at each evaluation
+            self.primary, self.head_note = "AP", ""
             self.metric_names = (*coco_metric.STAT_NAMES, *coco_metric.extra_names(self.spec))
             self._image_files = {
                 i: self.image_dir / im["file_name"] for i, im in self.gt.imgs.items()
@@ -171,7 +171,7 @@ class Evaluator:
                 f"step {step}: {self.primary} {metrics[self.primary]:.4f} on "
                 f"{len(preds['index'])} instances"
             )
-            notes = [n for n in (self._skipped_note(unreadable), self._head_note()) if n]
+            notes = [n for n in (self._skipped_note(unreadable), self.head_note) if n]
             logging.info("%s (%s)", "; ".join([summary, *notes]), out)
             print("\n".join([coco_metric.format_table(metrics), *notes]), flush=True)
             record = {
@@ -206,9 +206,6 @@ class Evaluator:
             )
         ]
         return results, metrics
-
-    def _head_note(self) -> str:
-        return "" if self.gt is not None else self.head_note
 
     def _skipped_note(self, unreadable: int) -> str:
         if not unreadable and not self.left_out:

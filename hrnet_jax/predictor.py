@@ -20,7 +20,6 @@ from jax.sharding import PartitionSpec as P
 
 from hrnet_jax import checkpoint, config_lib, models, parallel
 from hrnet_jax.data import coco, keypoints, pipeline
-from hrnet_jax.data.heatmaps import HeatmapCodec
 from hrnet_jax.errors import UserError
 
 
@@ -58,8 +57,8 @@ class Predictor:
         self.step: int | None = None  # the checkpoint step, for predictors restored from one
         self.model = models.create_model(config.model)
         self.spec = keypoints.from_config(config)
-        self.codec = HeatmapCodec.from_config(config)
         self.sampler = pipeline.make_sampler(config, train=False)
+        self.codec = self.sampler.codec  # the one that encodes training targets
         self.data_options = data_options or pipeline.DataOptions.from_config(config.data)
         self.batch_size = config.eval.batch_size_per_device * mesh.size
         self.traces = 0
