@@ -12,6 +12,7 @@ import pytest
 from testing_utils import (
     ROOT,
     TINY_CONFIG,
+    logged_losses,
     restore_variables,
     run_module,
     subprocess_env,
@@ -19,11 +20,6 @@ from testing_utils import (
 )
 
 from hrnet_jax import models
-
-
-def _losses(workdir):
-    lines = (workdir / "metrics.jsonl").read_text().splitlines()
-    return [json.loads(x)["train/loss"] for x in lines if '"train/loss"' in x]
 
 
 def _params(workdir, data_root):
@@ -80,7 +76,7 @@ def test_two_processes_train_exactly_like_one_process_with_eight_devices(
         f"--config.data.root={synthetic_root}", "--config.train.num_epochs=1", "--cpu_devices=8",
         *COMPARABLE,
     )  # fmt: skip
-    losses_2, losses_1 = _losses(two_process_run), _losses(single)
+    losses_2, losses_1 = logged_losses(two_process_run), logged_losses(single)
     assert len(losses_2) == len(losses_1) >= 5
     # Equal up to float32 rounding: gloo's cross-process all-reduce sums in another order.
     np.testing.assert_allclose(losses_2, losses_1, rtol=1e-4, atol=0)
@@ -107,14 +103,14 @@ def test_two_processes_train_exactly_like_one_process_with_eight_devices(
 
 
 def test_two_process_checkpoint_resumes_in_one_process(two_process_run, synthetic_root):
-    steps_before = len(_losses(two_process_run))
+    steps_before = len(logged_losses(two_process_run))
     out = run_module(
         "hrnet_jax.main", f"--config={TINY_CONFIG}", f"--workdir={two_process_run}",
         f"--config.data.root={synthetic_root}", "--config.train.num_epochs=2",
         *COMPARABLE,
     )  # fmt: skip
     assert f"at step {steps_before}" in out.stderr
-    assert len(_losses(two_process_run)) == 2 * steps_before
+    assert len(logged_losses(two_process_run)) == 2 * steps_before
 
 
 def test_a_dead_process_fails_the_others_in_bounded_time(synthetic_root, tmp_path):

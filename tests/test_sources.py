@@ -9,7 +9,7 @@ import shutil
 import jax
 import numpy as np
 import pytest
-from testing_utils import TINY_CONFIG, run_module, tiny_train_config
+from testing_utils import TINY_CONFIG, logged_losses, run_module, tiny_train_config
 
 from hrnet_jax import checkpoint, config_lib, parallel, train_loop
 from hrnet_jax.data import pipeline, sources, tfds_builder
@@ -141,10 +141,6 @@ def test_training_from_tfds_resumes_step_exactly_after_dying_mid_epoch(
     config.data.format, config.data.tfds_data_dir = "tfds", str(data_dir)
     config.train.checkpoint_every_steps = 2
 
-    def losses(workdir):
-        rows = (workdir / "metrics.jsonl").read_text().splitlines()
-        return [json.loads(r)["train/loss"] for r in rows if '"train/loss"' in r]
-
     train_loop.train_and_evaluate(config, tmp_path / "straight")
     global_batch, calls = parallel.global_batch, {"n": 0}
 
@@ -160,8 +156,8 @@ def test_training_from_tfds_resumes_step_exactly_after_dying_mid_epoch(
     monkeypatch.setattr(parallel, "global_batch", global_batch)
     assert max(checkpoint.complete_steps(tmp_path / "resumed")) == 2
     train_loop.train_and_evaluate(config, tmp_path / "resumed")
-    straight = losses(tmp_path / "straight")
-    assert losses(tmp_path / "resumed") == straight and len(straight) == 10
+    straight = logged_losses(tmp_path / "straight")
+    assert logged_losses(tmp_path / "resumed") == straight and len(straight) == 10
 
 
 def test_missing_coco_names_the_path_and_the_download_command(tmp_path):

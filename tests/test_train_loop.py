@@ -17,6 +17,7 @@ import pytest
 from testing_utils import (
     ROOT,
     TINY_CONFIG,
+    logged_losses,
     restore_variables,
     run_module,
     subprocess_env,
@@ -25,11 +26,6 @@ from testing_utils import (
 
 from hrnet_jax import checkpoint, models, parallel, train, train_loop
 from hrnet_jax import predictor as predictor_lib
-
-
-def _losses(workdir):
-    lines = (workdir / "metrics.jsonl").read_text().splitlines()
-    return [json.loads(x)["train/loss"] for x in lines if '"train/loss"' in x]
 
 
 def _final_params(config, workdir):
@@ -48,7 +44,7 @@ def trained(synthetic_root, tmp_path_factory):
 
 def test_loss_decreases_over_training(trained):
     _, workdir, result = trained
-    losses = _losses(workdir)
+    losses = logged_losses(workdir)
     assert len(losses) >= 30
     # From the untrained start (heatmaps ~0) to well below it, over batches of only 8 figures.
     assert np.mean(losses[-10:]) < 0.8 * np.mean(losses[:3])
@@ -112,10 +108,10 @@ def test_resume_is_exact(synthetic_root, tmp_path):
     train_loop.train_and_evaluate(config, straight)
     resumed = tmp_path / "resumed"
     train_loop.train_and_evaluate(tiny_train_config(synthetic_root, num_epochs=1), resumed)
-    first_half = _losses(resumed)
+    first_half = logged_losses(resumed)
     train_loop.train_and_evaluate(config, resumed)
-    assert _losses(resumed) == _losses(straight)
-    assert len(first_half) * 2 == len(_losses(straight))
+    assert logged_losses(resumed) == logged_losses(straight)
+    assert len(first_half) * 2 == len(logged_losses(straight))
     step_a, params_a = _final_params(config, straight)
     step_b, params_b = _final_params(config, resumed)
     assert step_a == step_b
@@ -308,7 +304,7 @@ def test_demo_runs_end_to_end_with_a_short_schedule(tmp_path):
         "--config.train.num_epochs=1",
     )  # fmt: skip
     out = run_module("hrnet_jax.main", *args)
-    assert _losses(workdir)
+    assert logged_losses(workdir)
     assert (data / "annotations" / "person_keypoints_train.json").is_file()
     step = max(checkpoint.complete_steps(workdir), default=None)
     assert step is not None and step > 0
@@ -368,7 +364,7 @@ def test_evaluation_every_epoch_keeps_the_best_checkpoint_and_compiles_once(
     train_loop.train_and_evaluate(config, workdir)
     # Three evaluations, one Predictor, its inference traced (so compiled) once.
     assert len(predictors) == 1 and predictors[0].traces == 1
-    steps_per_epoch = len(_losses(workdir)) // 3
+    steps_per_epoch = len(logged_losses(workdir)) // 3
     evaluated = sorted(int(p.name) for p in (workdir / "eval").iterdir())
     assert evaluated == [steps_per_epoch, 2 * steps_per_epoch, 3 * steps_per_epoch]
     ap = {

@@ -66,3 +66,11 @@ def restore_variables(config, workdir, best: bool = False):
     with checkpoint.Checkpoints.read(workdir, best) as checkpoints:
         variables, step = checkpoints.restore_variables(abstract, config)
     return variables, step
+
+
+def logged_losses(workdir) -> list[float]:
+    """The training losses a run logged in WORKDIR/metrics.jsonl, in order."""
+    import json
+
+    lines = (pathlib.Path(workdir) / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(x)["train/loss"] for x in lines if '"train/loss"' in x]
