@@ -7,7 +7,9 @@ Reads the coco_mini images (../shared/data/coco_mini) repeated. "Per core" is me
 the process is pinned to a single CPU, OpenCV runs one thread (as in each of a run's worker
 processes) and grain reads in the calling thread, so samples/s is what each worker adds. The figure
 is the median of `--repeats` timed passes, each after a warm-up batch; CPU time per sample is
-reported beside it because a shared machine's wall clock varies by ~10% between passes. With
+reported beside it because a shared machine's wall clock varies by ~10% between passes, and
+`record_us`, the time to fetch a record with its encoded image (the one step the sources do
+differently), because that variation hides differences of a few percent. With
 `--tfds_data_dir` the same instances come from the TFDS data set built from them (built there first
 if missing), and the result also gives its bytes per instance.
 """
@@ -80,6 +82,25 @@ def _timed_pass(instances, sampler, num_batches: int) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
+def _record_us(instances, reads: int = 2000) -> float:
+    """Median microseconds to fetch a record with its image's encoded bytes: the only part of a
+    sample that differs between the sources (the folder source reads the file, TFDS carries the
+    bytes in the record)."""
+
+    def fetch(i: int) -> bytes:
+        record = instances[i % len(instances)]
+        data = record.get("image_bytes")
+        return data if data is not None else pathlib.Path(record["image_file"]).read_bytes()
+
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        for i in range(reads):
+            fetch(i)
+        times.append((time.perf_counter() - start) / reads)
+    return 1e6 * statistics.median(times)
+
+
 def main():
     config = _CONFIG.value.as_configdict()
     config.data.reduced_decode = _REDUCED.value
@@ -113,6 +134,7 @@ def main():
             "samples_per_s_per_core": round(samples / statistics.median(w for w, _ in passes), 1),
             "passes_samples_per_s": [round(samples / w, 1) for w, _ in passes],
             "cpu_ms_per_sample": round(1e3 * statistics.median(c for _, c in passes) / samples, 3),
+            "record_us": round(_record_us(instances), 1),
             "source": "tfds" if _TFDS.value else "folder",
             **extra,
         },

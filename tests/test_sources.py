@@ -121,6 +121,23 @@ def test_a_corrupt_jpeg_fails_a_strict_build_and_is_counted_otherwise(coco_mini,
     assert built.info.splits["mini"].num_examples == 12 - persons
 
 
+def test_pack_builds_only_the_split_asked_for(synthetic_root, tmp_path):
+    pack = (
+        "hrnet_jax.data.pack", f"--config={TINY_CONFIG}", f"--config.data.root={synthetic_root}",
+        f"--data_dir={tmp_path}",
+    )  # fmt: skip
+    run_module(*pack, "--split=val")
+    config = tiny_train_config(synthetic_root, num_epochs=1)
+    built = tfds_builder.builder(config, tmp_path)
+    val = sources.load_instances(config, config.data.val_split, train=False)[0]
+    assert dict(built.info.splits).keys() == {config.data.val_split}
+    assert built.info.splits[config.data.val_split].num_examples == len(val)
+    # The built data set is not rebuilt to add a split: one error line says so.
+    result = run_module(*pack, "--split=train", check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"without split(s) {config.data.train_split}: build" in result.stderr.splitlines()[-1]
+
+
 def test_a_missing_built_data_set_names_the_pack_command(tmp_path):
     config = _mini_config(tmp_path, data_dir=tmp_path / "none")
     with pytest.raises(FileNotFoundError, match=r"hrnet_jax.data.pack .*--data_dir=.*none"):

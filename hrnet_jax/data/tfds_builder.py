@@ -15,11 +15,13 @@ counted in the data set's metadata (`skipped_images`, `skipped_instances`). Trai
 from __future__ import annotations
 
 import pathlib
+from collections.abc import Sequence
 from typing import Any
 
 import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
+from tensorflow_datasets.proto import tf_example_pb2
 
 from hrnet_jax.data import keypoints
 
@@ -41,8 +43,15 @@ class CocoPersonKeypoints(tfds.core.GeneratorBasedBuilder):
         for name in (*keypoints.PRESETS, "custom")
     ]
 
-    def __init__(self, *, hrnet_config: ml_collections.ConfigDict | None = None, **kwargs):
+    def __init__(
+        self,
+        *,
+        hrnet_config: ml_collections.ConfigDict | None = None,
+        roles: Sequence[str] = ("train", "val"),
+        **kwargs,
+    ):
         self._hrnet_config = hrnet_config  # only needed to build
+        self._roles = tuple(roles)  # which of the config's splits to build
         super().__init__(**kwargs)
 
     def _info(self) -> tfds.core.DatasetInfo:
@@ -77,9 +86,11 @@ class CocoPersonKeypoints(tfds.core.GeneratorBasedBuilder):
         config = ml_collections.ConfigDict(self._hrnet_config)
         config.data.format = "folder"  # built from the folder, whatever the config reads later
         self.info.metadata.update(skipped_images=0, skipped_instances=0)
-        splits = {config.data.train_split: True}
-        if config.data.val_split != config.data.train_split:
-            splits[config.data.val_split] = False
+        splits = {}
+        if "train" in self._roles:
+            splits[config.data.train_split] = True
+        if "val" in self._roles:
+            splits.setdefault(config.data.val_split, False)
         generators = {}
         for split, train in splits.items():
             instances, _ = sources.load_instances(config, split, train=train)
@@ -122,32 +133,66 @@ def _checked_bytes(record: dict[str, Any], strict: bool) -> bytes | None:
     return data
 
 
-def builder(config: ml_collections.ConfigDict, data_dir: str | pathlib.Path) -> CocoPersonKeypoints:
-    """The builder of `config`'s keypoint set in `data_dir` (building needs the config)."""
+def builder(
+    config: ml_collections.ConfigDict,
+    data_dir: str | pathlib.Path,
+    roles: Sequence[str] = ("train", "val"),
+) -> CocoPersonKeypoints:
+    """The builder of `config`'s keypoint set in `data_dir`; building makes the splits of `roles`
+    (`data.train_split` for "train", `data.val_split` for "val")."""
     return CocoPersonKeypoints(
         data_dir=str(data_dir),
         config=config.data.keypoints,
         file_format="array_record",
         hrnet_config=config,
+        roles=roles,
     )
 
 
 class TfdsInstances:
-    """A split of a built data set as the record dicts the sampler reads (a grain source)."""
+    """A split of a built data set as the record dicts the sampler reads (a grain source).
 
-    def __init__(self, source: Any):
+    Records are read as raw bytes and parsed here, straight from the `tf.train.Example` into the
+    folder source's numpy types: TFDS's generic numpy parse and feature decoding cost 150 us a
+    record, several times the ArrayRecord read itself (BENCHMARKS.md)."""
+
+    def __init__(self, source: Any, features: tfds.features.FeaturesDict):
         self._source = source
+        self._plan = _parse_plan(features)
 
     def __len__(self) -> int:
         return len(self._source)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        record = dict(self._source[i])
+        feature = tf_example_pb2.Example.FromString(self._source[i]).features.feature
+        record = {}
+        for name, kind, dtype, shape in self._plan:
+            values = getattr(feature[name], kind).value
+            if dtype is None:
+                record[name] = values[0]
+            elif shape is None:
+                record[name] = dtype.type(values[0])
+            else:
+                record[name] = np.array(values, dtype).reshape(shape)
         record["image_file"] = record["image_file"].decode()
         return record
 
     def __repr__(self) -> str:
         return f"TfdsInstances(n={len(self)})"
+
+
+def _parse_plan(features: tfds.features.FeaturesDict) -> tuple:
+    """(name, Example list field, numpy dtype or None for bytes, shape or None for a scalar) for
+    each feature, from the data set's own feature spec."""
+    plan = []
+    for name, info in features.get_tensor_info().items():
+        dtype = np.dtype(info.np_dtype)
+        if dtype == _STRING:
+            plan.append((name, "bytes_list", None, None))
+        else:
+            kind = "float_list" if dtype.kind == "f" else "int64_list"
+            plan.append((name, kind, dtype, (-1, *info.shape[1:]) if info.shape else None))
+    return tuple(plan)
 
 
 def data_source(config: ml_collections.ConfigDict, split: str) -> TfdsInstances:
@@ -160,4 +205,7 @@ def data_source(config: ml_collections.ConfigDict, split: str) -> TfdsInstances:
             f"data.tfds_data_dir={str(data_dir)!r}: build it with python -m hrnet_jax.data.pack "
             f"--config=... --data_dir={data_dir}"
         )
-    return TfdsInstances(found.as_data_source(split=split))
+    raw = found.as_data_source(
+        split=split, deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES
+    )
+    return TfdsInstances(raw, found.info.features)
