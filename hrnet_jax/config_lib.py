@@ -129,6 +129,9 @@ def recipe() -> ml_collections.ConfigDict:
     c.codec.unbiased = False  # DARK's unbiased (sub-pixel, full-map) Gaussian targets
     c.codec.decoding = "dark"  # PD decodes with DARK (use_dark); HRN/MMP: "quarter_offset"
     c.codec.blur_kernel_size = 3  # DARK's Gaussian blur: PD 3, MMP 11
+    # UDP (Huang et al. 2020; MMP's *_udp configs): the crop maps pixel centres, targets and
+    # decoding use the unbiased stride (size - 1) / (heatmap - 1), the flip test needs no shift.
+    c.codec.udp = False
 
     c.eval = ml_collections.ConfigDict()
     c.eval.use_gt_bbox = True  # HRN/PD training-time validation; False: detector boxes (det_file)
@@ -254,6 +257,11 @@ def check(config: ml_collections.ConfigDict) -> ml_collections.FrozenConfigDict:
             problems.append(f"{key} is {_get(config, key)!r}; it must be >= 0")
     problems += _geometry_problems(config)
     problems += _joint_problems(config)
+    if config.codec.udp and config.eval.flip_test and config.eval.shift_heatmap:
+        problems.append(
+            "codec.udp is True but eval.shift_heatmap is True: UDP's crop needs no flip-test "
+            "shift; set eval.shift_heatmap=False"
+        )
     if config.data.format == "tfds" and not config.data.tfds_data_dir:
         problems.append(
             "data.format is 'tfds' but data.tfds_data_dir is empty: name the data set's data_dir"

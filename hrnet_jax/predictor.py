@@ -27,12 +27,26 @@ def heatmaps_with_flip_test(
     apply: Callable[[jax.Array], jax.Array], images: jax.Array, flip_perm, shift: bool
 ) -> jax.Array:
     """Averages the heatmaps of the images and of their mirror images, mirrored back with left and
-    right joints swapped and (`shift`) moved one pixel right to undo the flip's half-pixel offset."""
-    both = apply(jnp.concatenate([images, images[:, :, ::-1]], axis=0)).astype(jnp.float32)
-    heatmaps, flipped = jnp.split(both, 2)
-    flipped = flipped[:, :, ::-1, :][..., jnp.asarray(flip_perm)]
+    right joints swapped and (`shift`) moved one pixel right to undo the flip's half-pixel offset.
+
+    Written with lax slices, reversals and concatenations only, so that it also exports with a
+    symbolic batch size (NumPy-style indexing becomes a gather there, which jax2onnx cannot lower).
+    """
+    lax = jax.lax
+    n = images.shape[0]
+    both = apply(lax.concatenate([images, lax.rev(images, (2,))], 0)).astype(jnp.float32)
+    heatmaps = lax.slice_in_dim(both, 0, n, axis=0)
+    flipped = lax.rev(lax.slice_in_dim(both, n, 2 * n, axis=0), (2,))
+    flipped = lax.concatenate([lax.slice_in_dim(flipped, j, j + 1, axis=3) for j in flip_perm], 3)
     if shift:  # column x takes column x - 1; column 0 keeps its value (the reference's shift)
-        flipped = jnp.concatenate([flipped[:, :, :1], flipped[:, :, :-1]], axis=2)
+        width = flipped.shape[2]
+        flipped = lax.concatenate(
+            [
+                lax.slice_in_dim(flipped, 0, 1, axis=2),
+                lax.slice_in_dim(flipped, 0, width - 1, axis=2),
+            ],
+            2,
+        )
     return (heatmaps + flipped) * 0.5
 
 
