@@ -19,7 +19,7 @@ from absl import flags
 from benchmarks import common
 from hrnet_jax import cli, coco_metric, config_lib, parallel, runtime
 from hrnet_jax.data import sources
-from hrnet_jax.evaluator import rescore_and_nms
+from hrnet_jax.nms import rescore_and_nms
 from hrnet_jax.predictor import Predictor
 
 _CONFIG = cli.ConfigFlag()

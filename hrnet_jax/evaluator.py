@@ -20,10 +20,10 @@ import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
 
-from hrnet_jax import coco_metric, nms, visualize
+from hrnet_jax import coco_metric, visualize
 from hrnet_jax.data import keypoints, mpii, sources
-from hrnet_jax.data.heatmaps import PIXEL_STD
 from hrnet_jax.errors import UserError
+from hrnet_jax.nms import rescore_and_nms
 from hrnet_jax.predictor import Predictor
 
 # The config fields that decide what an evaluation measures: its output folder is named by them.
@@ -78,44 +78,6 @@ def settings_hash(config: ml_collections.ConfigDict) -> str:
             node = node[part]
         picked[key] = node
     return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:8]
-
-
-def rescore_and_nms(
-    preds: dict[str, np.ndarray], eval_config: ml_collections.ConfigDict, sigmas
-) -> list:
-    """COCO results: box score x mean joint score over joints above `in_vis_thre`, then OKS NMS per
-    image (the reference's COCODataset.evaluate)."""
-    kpt_scores = preds["keypoints"][..., 2]
-    confident = kpt_scores > eval_config.in_vis_thre
-    mean_conf = np.sum(kpt_scores * confident, 1) / np.maximum(confident.sum(1), 1)
-    scores = preds["score"] * mean_conf
-    areas = np.prod(preds["scale"] * PIXEL_STD, axis=1)
-    results = []
-    for image_id in np.unique(preds["image_id"]):
-        idx = np.flatnonzero(preds["image_id"] == image_id)
-        args = (
-            preds["keypoints"][idx],
-            scores[idx],
-            areas[idx],
-            eval_config.oks_nms_threshold,
-            sigmas,
-        )
-        if eval_config.soft_nms:
-            keep = nms.soft_oks_nms(*args, max_dets=eval_config.soft_nms_max_dets)
-        else:
-            keep = nms.oks_nms(*args)
-        for i in idx[keep] if len(keep) else idx:
-            results.append(
-                {
-                    "image_id": int(image_id),
-                    "category_id": 1,
-                    "keypoints": [round(float(v), 3) for v in preds["keypoints"][i].ravel()],
-                    "score": float(scores[i]),
-                    "center": preds["center"][i].tolist(),
-                    "scale": preds["scale"][i].tolist(),
-                }
-            )
-    return results
 
 
 class Evaluator:

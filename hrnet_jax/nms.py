@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from hrnet_jax.data.heatmaps import PIXEL_STD
+
 
 def oks_matrix(keypoints: np.ndarray, areas: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
     """Pairwise OKS of N instances' (N, K, 2+) keypoints over all K joints (the reference's oks_iou).
@@ -60,3 +62,40 @@ def soft_oks_nms(
         resort = np.argsort(-ranking, kind="stable")
         order, ranking = order[resort], ranking[resort]
     return np.array(keep, np.int64)
+
+
+def rescore_and_nms(preds: dict[str, np.ndarray], eval_config, sigmas) -> list:
+    """Predictions (keypoints, score, scale, center, image_id per person) → COCO results: box score
+    x mean joint score over joints above `in_vis_thre`, then OKS NMS per image (the reference's
+    COCODataset.evaluate). `eval_config` is a config's `eval` section."""
+    kpt_scores = preds["keypoints"][..., 2]
+    confident = kpt_scores > eval_config.in_vis_thre
+    mean_conf = np.sum(kpt_scores * confident, 1) / np.maximum(confident.sum(1), 1)
+    scores = preds["score"] * mean_conf
+    areas = np.prod(preds["scale"] * PIXEL_STD, axis=1)
+    results = []
+    for image_id in np.unique(preds["image_id"]):
+        idx = np.flatnonzero(preds["image_id"] == image_id)
+        args = (
+            preds["keypoints"][idx],
+            scores[idx],
+            areas[idx],
+            eval_config.oks_nms_threshold,
+            sigmas,
+        )
+        if eval_config.soft_nms:
+            keep = soft_oks_nms(*args, max_dets=eval_config.soft_nms_max_dets)
+        else:
+            keep = oks_nms(*args)
+        for i in idx[keep] if len(keep) else idx:
+            results.append(
+                {
+                    "image_id": int(image_id),
+                    "category_id": 1,
+                    "keypoints": [round(float(v), 3) for v in preds["keypoints"][i].ravel()],
+                    "score": float(scores[i]),
+                    "center": preds["center"][i].tolist(),
+                    "scale": preds["scale"][i].tolist(),
+                }
+            )
+    return results

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import pathlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -19,8 +19,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import PartitionSpec as P
 
 from hrnet_jax import checkpoint, config_lib, models, parallel
-from hrnet_jax.data import coco, keypoints, pipeline
-from hrnet_jax.errors import UserError
+from hrnet_jax.data import keypoints, pipeline
 
 
 def heatmaps_with_flip_test(
@@ -48,6 +47,25 @@ def heatmaps_with_flip_test(
             2,
         )
     return (heatmaps + flipped) * 0.5
+
+
+def inference_function(
+    config: ml_collections.ConfigDict, model: models.PoseHRNet
+) -> Callable[[dict, jax.Array], jax.Array]:
+    """(variables, uint8 RGB crops (B, H, W, 3)) → float32 heatmaps (B, h, w, K): normalisation,
+    the network in eval mode and, with `eval.flip_test`, the flip test. What the evaluator runs and
+    what `hrnet_jax.export` serialises."""
+    mean, std = tuple(config.data.mean), tuple(config.data.std)
+    perm = tuple(int(j) for j in keypoints.from_config(config).flip_permutation)
+
+    def infer(variables: dict, images: jax.Array) -> jax.Array:
+        x = models.normalize(images, mean, std, model.backbone.dtype)
+        apply = functools.partial(model.apply, variables)
+        if config.eval.flip_test:
+            return heatmaps_with_flip_test(apply, x, perm, config.eval.shift_heatmap)
+        return apply(x).astype(jnp.float32)
+
+    return infer
 
 
 class Predictor:
@@ -107,21 +125,14 @@ class Predictor:
         return predictor
 
     def _compile(self) -> Callable:
-        config = self.config
-        mean, std = tuple(config.data.mean), tuple(config.data.std)
-        perm = self.spec.flip_permutation
-        model = self.model
+        infer = inference_function(self.config, self.model)
 
-        def infer(variables, images):
+        def counted(variables, images):
             self.traces += 1  # Python runs only while JAX traces
-            x = models.normalize(images, mean, std, model.backbone.dtype)
-            apply = functools.partial(model.apply, variables)
-            if config.eval.flip_test:
-                return heatmaps_with_flip_test(apply, x, perm, config.eval.shift_heatmap)
-            return apply(x).astype(jnp.float32)
+            return infer(variables, images)
 
         sharded = jax.shard_map(
-            infer,
+            counted,
             mesh=self.mesh,
             in_specs=(P(), P(parallel.DATA_AXIS)),
             out_specs=P(parallel.DATA_AXIS),
@@ -163,40 +174,3 @@ class Predictor:
         order = np.argsort(np.where(local["valid"], index, np.iinfo(np.int64).max))
         kept = order[: int(local["valid"].sum())]
         return {k: v[kept] for k, v in local.items() if k != "valid"} | {"index": index[kept]}
-
-
-def parse_boxes(values: Sequence[str], width: int, height: int) -> np.ndarray:
-    """Box strings "x,y,w,h" → (N, 4) boxes; none → the whole image as one person box."""
-    if not values:
-        return np.array([[0.0, 0.0, float(width), float(height)]])
-    boxes = []
-    for value in values:
-        try:
-            box = [float(v) for v in value.split(",")]
-        except ValueError:
-            box = []
-        if len(box) != 4 or not np.all(np.isfinite(box)) or box[2] <= 0 or box[3] <= 0:
-            raise UserError(f"--box takes finite x,y,w,h with w, h > 0; got {value!r}")
-        boxes.append(box)
-    return np.array(boxes)
-
-
-def box_instances(
-    config: ml_collections.ConfigDict, image_file: str, image_hw: tuple[int, int], boxes: np.ndarray
-) -> coco.Instances:
-    """Person instances for (N, 4) x, y, w, h boxes of one image, cropped as the config crops."""
-    aspect = config.input_size[1] / config.input_size[0]
-    center, scale = coco.box_to_center_scale(boxes, aspect, config.data.bbox_padding)
-    n, k = len(boxes), config.model.num_joints
-    return coco.Instances(
-        image_file=np.array([image_file] * n),
-        image_id=np.zeros(n, np.int64),
-        ann_id=np.full(n, -1, np.int64),
-        image_size=np.tile(image_hw, (n, 1)).astype(np.int32),
-        center=center,
-        scale=scale,
-        joints=np.zeros((n, k, 2), np.float32),
-        joints_vis=np.zeros((n, k), np.float32),
-        score=np.ones(n, np.float32),
-        area=np.zeros(n, np.float32),
-    )

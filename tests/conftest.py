@@ -43,3 +43,16 @@ def synthetic_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("synthetic")
     synthetic.generate(root, num_train_images=24, num_val_images=8, seed=0, image_size=(96, 128))
     return root
+
+
+@pytest.fixture(scope="session")
+def trained(synthetic_root, tmp_path_factory):
+    """30+ steps of a tiny HRNet on 8 devices, evaluated at the end (shared by several tests)."""
+    from testing_utils import tiny_train_config
+
+    from hrnet_jax import train_loop
+
+    workdir = tmp_path_factory.mktemp("trained")
+    config = tiny_train_config(synthetic_root, num_epochs=6)
+    result = train_loop.train_and_evaluate(config, workdir)
+    return config, workdir, result

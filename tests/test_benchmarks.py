@@ -25,9 +25,13 @@ def test_train_step_benchmark_reports_throughput_flops_and_mfu():
     assert result["batch_per_device"] == 2 and result["config"] == [64, 64]
 
 
-def test_inference_benchmark_reports_plain_and_flip_throughput():
-    result = _last_json_line("benchmarks.inference", "--batch=2", "--steps=1")
+@pytest.mark.parametrize("backend", ["jax", "onnxruntime"])
+def test_inference_benchmark_reports_plain_and_flip_throughput(backend):
+    result = _last_json_line(
+        "benchmarks.inference", "--batch=2", "--steps=1", f"--backend={backend}"
+    )
     _assert_positive(result, ["img_per_s", "img_per_s_flip"])
+    assert result["backend"] == backend
 
 
 @pytest.mark.parametrize("reduced", ["true", "false"])

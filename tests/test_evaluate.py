@@ -12,7 +12,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from testing_utils import run_module
 
-from hrnet_jax import coco_metric, config_lib, evaluator, nms, predictor
+from hrnet_jax import coco_metric, config_lib, detections, nms, predictor
 from hrnet_jax.data import coco, keypoints, transforms
 from hrnet_jax.data.heatmaps import HeatmapCodec
 from hrnet_jax.errors import UserError
@@ -272,19 +272,19 @@ def test_rescoring_multiplies_box_score_by_confident_joint_mean():
         "center": np.zeros((2, 2), np.float32),
         "image_id": np.array([7, 7]),
     }
-    results = evaluator.rescore_and_nms(preds, config.eval, SIGMAS)
+    results = nms.rescore_and_nms(preds, config.eval, SIGMAS)
     assert [r["score"] for r in results] == pytest.approx([0.45, 0.0])
 
 
 def test_predict_without_a_box_takes_the_whole_image():
     np.testing.assert_array_equal(
-        predictor.parse_boxes([], width=640, height=427), [[0, 0, 640, 427]]
+        detections.parse_boxes([], width=640, height=427), [[0, 0, 640, 427]]
     )
-    boxes = predictor.parse_boxes(["10,20,30.5,40", "0,0,1,1"], width=640, height=427)
+    boxes = detections.parse_boxes(["10,20,30.5,40", "0,0,1,1"], width=640, height=427)
     np.testing.assert_array_equal(boxes, [[10, 20, 30.5, 40], [0, 0, 1, 1]])
 
 
 @pytest.mark.parametrize("value", ["10,20,30", "a,b,c,d", "1,2,0,4", "1,2,3,-4", "nan,2,3,4", ""])
 def test_predict_names_a_malformed_box(value):
     with pytest.raises(UserError, match=re.escape(f"got {value!r}")):
-        predictor.parse_boxes([value], width=640, height=427)
+        detections.parse_boxes([value], width=640, height=427)

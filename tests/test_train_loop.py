@@ -33,15 +33,6 @@ def _final_params(config, workdir):
     return step, variables
 
 
-@pytest.fixture(scope="session")
-def trained(synthetic_root, tmp_path_factory):
-    """30+ steps of a tiny HRNet on 8 devices, evaluated at the end (shared by several tests)."""
-    workdir = tmp_path_factory.mktemp("trained")
-    config = tiny_train_config(synthetic_root, num_epochs=6)
-    result = train_loop.train_and_evaluate(config, workdir)
-    return config, workdir, result
-
-
 def test_loss_decreases_over_training(trained):
     _, workdir, result = trained
     losses = logged_losses(workdir)
