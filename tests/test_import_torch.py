@@ -19,7 +19,7 @@ import orbax.checkpoint as ocp
 import pytest
 from testing_utils import ROOT, TINY_CONFIG, run_module, tiny_model_config
 
-from hrnet_jax import config_lib, models
+from hrnet_jax import config_lib, deploy, export, models, predictor
 from hrnet_jax.tools import torch_weights as import_torch
 
 EXPANSION = {"basic": 1, "bottleneck": 4}
@@ -231,6 +231,14 @@ def test_cli_imports_a_wrapped_data_parallel_pth(tmp_path):
     assert_imported(state, state_dict, loaded_keys(shapes))
     assert report["unused"] == [] and report["missing"] == [] and report["kind"] == "pose"
     assert config["model"]["stage4"]["num_channels"] == [4, 8, 16, 32]
+    # The imported folder exports like a run's, and the artifact computes the imported network.
+    run_module("hrnet_jax.export", f"--workdir={out}", "--format=stablehlo", f"--out={out}/m.hlo")
+    checked = export.serving_config(config_lib.from_saved(config), flip_test=False)
+    infer = predictor.inference_function(checked, models.create_model(checked.model))
+    crops = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), np.uint8)
+    expected = np.asarray(jax.jit(infer)(state, crops))
+    got = deploy.load(out / "m.hlo").heatmaps(crops)  # random weights: values up to ~1e12
+    assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()
 
 
 def test_imagenet_safetensors_keeps_the_initialised_head(tmp_path):
