@@ -14,6 +14,7 @@ crop and decode for them without the checkpoint. DIR may also be a folder writte
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging as std_logging
@@ -109,19 +110,41 @@ def _write_onnx(function, images: jax.ShapeDtypeStruct, meta: dict, path: pathli
             f"--format=onnx needs jax2onnx and onnx ({e.name} is missing): pip install -e '.[onnx]' "
             "&& pip install --no-deps jax2onnx"
         ) from e
-    model = jax2onnx.to_onnx(
-        function,
-        [images],
-        model_name="hrnet_jax",
-        input_names=[INPUT_NAME],
-        output_names=[OUTPUT_NAME],
-    )
+    with _without_slow_passes():
+        model = jax2onnx.to_onnx(
+            function,
+            [images],
+            model_name="hrnet_jax",
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+        )
     # jax2onnx annotates the NHWC convolutions' intermediate tensors with NCHW shapes, which
     # onnxruntime rejects; the runtime infers them itself.
     del model.graph.value_info[:]
     entry = model.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(meta)
     onnx.save(model, str(path))
+
+
+# jax2onnx 0.17's two transpose-cancelling passes look up each node's producer by scanning the
+# whole graph, until nothing changes: they ran for over 4 minutes without finishing on HRNet-W32's
+# 2,700 nodes (the other passes take 3 s in all). onnxruntime cancels those transposes itself when
+# it loads the model (its optimised W32 graph has none), so the export skips the two.
+_SLOW_PASSES = ("remove_redundant_transpose_add_forests", "remove_redundant_transpose_pairs")
+
+
+@contextlib.contextmanager
+def _without_slow_passes():
+    from jax2onnx.converter import ir_optimizations
+
+    passes = getattr(ir_optimizations, "_OPTIMIZER_PASSES", None)
+    if passes is not None:
+        ir_optimizations._OPTIMIZER_PASSES = tuple(p for p in passes if p.name not in _SLOW_PASSES)
+    try:
+        yield
+    finally:
+        if passes is not None:
+            ir_optimizations._OPTIMIZER_PASSES = passes
 
 
 def default_path(workdir: str | pathlib.Path, step: int, fmt: str, flip_test: bool) -> pathlib.Path:
