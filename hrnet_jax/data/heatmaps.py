@@ -3,7 +3,8 @@
 One object holds both directions, and the way back to image pixels, so that sigma, the stride and
 the coordinate convention cannot disagree between training targets and decoded predictions.
 Heatmap pixel (x, y) stands for input pixel (x * stride_x, y * stride_y), as in the reference (no
-half-pixel offset).
+half-pixel offset). The stride is input / heatmap size, or UDP's (input - 1) / (heatmap - 1)
+(Huang et al. 2020), which puts the outer pixel centres of both grids on each other.
 """
 
 from __future__ import annotations
@@ -17,18 +18,22 @@ import numpy as np
 from hrnet_jax.errors import ConfigError
 
 PIXEL_STD = 200.0  # the reference's scale unit: a crop's box is scale * 200 pixels
-DECODINGS = ("quarter_offset", "dark")
+DECODINGS = ("quarter_offset", "dark", "dark_udp")
 
 
 @dataclasses.dataclass(frozen=True)
 class HeatmapCodec:
-    """MSRA Gaussian heatmaps (the reference's generate_target), or DARK's unbiased ones.
+    """MSRA Gaussian heatmaps (the reference's generate_target), or DARK's or UDP's unbiased ones.
 
-    input_size and heatmap_size are (h, w). With `unbiased=False` the Gaussian is centred on the
-    joint's rounded heatmap pixel and drawn in a (6 sigma + 1)^2 window; with `unbiased=True` it is
-    centred on the exact sub-pixel position and drawn over the whole map (DARK, Zhang et al. 2020).
-    `decoding` is `quarter_offset` (the reference's get_final_preds) or `dark`, which blurs with a
-    `blur_kernel_size` Gaussian first. Invalid settings fail at construction, naming the config key.
+    input_size and heatmap_size are (h, w). With `unbiased=False` the Gaussian is drawn in a
+    (6 sigma + 1)^2 window about the joint's rounded heatmap pixel, centred on that pixel or, with
+    `udp`, on the exact sub-pixel position (mmpose's UDPHeatmap 'gaussian'); with `unbiased=True` it
+    is centred on the exact position and drawn over the whole map (DARK, Zhang et al. 2020). `udp`
+    also sets the stride and the way back to the image to UDP's (the crop must be
+    `transforms.affine_matrix(..., udp=True)`). `decoding` is `quarter_offset` (the reference's
+    get_final_preds), `dark`, or `dark_udp` (mmpose's refine_keypoints_dark_udp); both DARKs blur
+    with a `blur_kernel_size` Gaussian first. Invalid settings fail at construction, naming the
+    config key.
     """
 
     input_size: tuple[int, int]
@@ -37,6 +42,7 @@ class HeatmapCodec:
     unbiased: bool = False
     decoding: str = "quarter_offset"
     blur_kernel_size: int = 11
+    udp: bool = False
 
     def __post_init__(self):
         problems = []
@@ -63,14 +69,15 @@ class HeatmapCodec:
             unbiased=config.codec.unbiased,
             decoding=config.codec.decoding,
             blur_kernel_size=config.codec.blur_kernel_size,
+            udp=config.codec.udp,
         )
 
     @property
     def stride(self) -> np.ndarray:
-        """Input pixels per heatmap pixel, (x, y)."""
-        return np.array(
-            [self.input_size[1] / self.heatmap_size[1], self.input_size[0] / self.heatmap_size[0]]
-        )
+        """Input pixels per heatmap pixel (x, y); UDP's is (size - 1) / (heatmap size - 1)."""
+        gap = 1 if self.udp else 0
+        (ih, iw), (hh, hw) = self.input_size, self.heatmap_size
+        return np.array([(iw - gap) / (hw - gap), (ih - gap) / (hh - gap)])
 
     def encode(self, joints: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Joints (K, 2) in input pixels, visibility (K,) → heatmaps (H, W, K), target weights (K,).
@@ -80,9 +87,9 @@ class HeatmapCodec:
         """
         h, w = self.heatmap_size
         radius = self.sigma * 3
-        mu = np.asarray(joints, np.float64) / self.stride
-        if not self.unbiased:
-            mu = np.trunc(mu + 0.5)  # the reference's int(x / stride + 0.5)
+        exact = np.asarray(joints, np.float64) / self.stride
+        # The window's pixel: the reference's int(x / stride + 0.5), or the exact one (full map).
+        mu = exact if self.unbiased else np.trunc(exact + 0.5)
         upper_left = np.trunc(mu - radius)
         bottom_right = np.trunc(mu + radius + 1)
         on_map = np.all((upper_left < [w, h]) & (bottom_right >= 0), axis=-1)
@@ -94,6 +101,8 @@ class HeatmapCodec:
                 center = mu[None, :, axis]
             else:  # the window [ul, br) with the reference's offset: g[x - ul], g centred at size // 2
                 center = upper_left[None, :, axis] + (2 * radius + 1) // 2
+                if self.udp:  # moved by the joint's offset from its rounded pixel
+                    center = center + (exact - mu)[None, :, axis]
             g = np.exp(-((coord - center.astype(np.float32)) ** 2) / np.float32(2 * self.sigma**2))
             if not self.unbiased:
                 g *= (coord >= upper_left[None, :, axis]) & (coord < bottom_right[None, :, axis])
@@ -107,8 +116,9 @@ class HeatmapCodec:
         """Heatmaps (B, H, W, K) → joints (B, K, 2) in heatmap pixels and scores (B, K).
 
         The score is the heatmap's peak. `quarter_offset` moves the argmax a quarter pixel towards
-        the higher neighbour (the reference's get_final_preds); `dark` refines it with a Taylor step
-        on the log of the Gaussian-blurred heatmap (DARK, Zhang et al. 2020).
+        the higher neighbour (the reference's get_final_preds); `dark` and `dark_udp` refine it with
+        a Taylor step on the log of the Gaussian-blurred heatmap (DARK, Zhang et al. 2020; UDP's
+        variant, Huang et al. 2020, refines every positive peak, borders included).
         """
         heatmaps = np.asarray(heatmaps, np.float32)
         b, h, w, k = heatmaps.shape
@@ -120,16 +130,26 @@ class HeatmapCodec:
         px, py = coords[..., 0].astype(int), coords[..., 1].astype(int)
         if self.decoding == "quarter_offset":
             coords += 0.25 * self._quarter_offset_direction(heatmaps, px, py)
-        else:
+        elif self.decoding == "dark":
             coords += self._dark_offset(_blur(heatmaps, self.blur_kernel_size), px, py)
+        else:
+            offset = self._dark_udp_offset(_blur(heatmaps, self.blur_kernel_size), px, py)
+            coords += offset * (scores > 0)[..., None]
         return coords, scores
 
     def to_image(self, coords: np.ndarray, center: np.ndarray, scale: np.ndarray) -> np.ndarray:
         """Heatmap-pixel joints (N, K, 2) of crops (center, scale: (N, 2)) → image pixels.
 
         The inverse crop at rotation 0, as the reference's transform_preds (no half-pixel term): a
-        heatmap pixel covers scale_w * 200 / heatmap_w image pixels around the box centre.
+        heatmap pixel covers scale_w * 200 / heatmap_w image pixels around the box centre. With
+        `udp`, the inverse of the UDP crop and stride: heatmap pixels 0 and heatmap_w - 1 are the
+        box's edges, (x / (heatmap_w - 1) - 1/2) * box_w from its centre (likewise in y).
         """
+        if self.udp:
+            extent = np.array(self.heatmap_size[::-1], np.float64) - 1  # (x, y)
+            box = np.asarray(scale, np.float64)[:, None, :] * PIXEL_STD
+            offset = (np.asarray(coords, np.float64) / extent - 0.5) * box
+            return np.asarray(center, np.float64)[:, None, :] + offset
         heatmap_h, heatmap_w = self.heatmap_size
         pixels_per_cell = np.asarray(scale, np.float64)[:, 0] * PIXEL_STD / heatmap_w  # (N,)
         half = np.array([heatmap_w, heatmap_h]) / 2
@@ -165,6 +185,26 @@ class HeatmapCodec:
         dxy = 0.25 * (value(1, 1) - value(1, -1) - value(-1, 1) + value(-1, -1))
         det = dxx * dyy - dxy**2
         ok = (px > 1) & (px < w - 2) & (py > 1) & (py < h - 2) & (det != 0)
+        det = np.where(ok, det, 1.0)
+        offset_x = -(dyy * dx - dxy * dy) / det
+        offset_y = -(dxx * dy - dxy * dx) / det
+        return np.stack([offset_x, offset_y], -1) * ok[..., None]
+
+    @staticmethod
+    def _dark_udp_offset(heatmaps: np.ndarray, px: np.ndarray, py: np.ndarray) -> np.ndarray:
+        """UDP's Taylor step -(H + eps I)^-1 g on the log heatmap, clipped to [1e-3, 50], at the
+        integer peak: 1-pixel differences, the border repeated (mmpose refine_keypoints_dark_udp).
+        """
+        value = _gather(np.log(np.clip(heatmaps, 1e-3, 50.0)), px, py)
+        centre = value(0, 0)
+        dx = 0.5 * (value(1, 0) - value(-1, 0))
+        dy = 0.5 * (value(0, 1) - value(0, -1))
+        dxx = value(1, 0) - 2 * centre + value(-1, 0) + np.finfo(np.float32).eps
+        dyy = value(0, 1) - 2 * centre + value(0, -1) + np.finfo(np.float32).eps
+        neighbours = value(1, 0) + value(-1, 0) + value(0, 1) + value(0, -1)
+        dxy = 0.5 * (value(1, 1) + value(-1, -1) + 2 * centre - neighbours)
+        det = dxx * dyy - dxy**2
+        ok = det != 0
         det = np.where(ok, det, 1.0)
         offset_x = -(dyy * dx - dxy * dy) / det
         offset_y = -(dxx * dy - dxy * dx) / det

@@ -130,7 +130,7 @@ class TopDownSampler:
         if flip:
             joints, vis = transforms.flip_joints(joints, vis, width, self.flip_perm)
             center[0] = width - center[0] - 1
-        crop = transforms.affine_matrix(center, scale, rotation, input_size)
+        crop = self.crop_matrix(center, scale, rotation)
         # Source pixels per output pixel: decode at a reduced size when that many are averaged anyway.
         max_reduction = scale[0] * PIXEL_STD / input_size[1] if self.reduced_decode else 1.0
         image, factor = read_image(record, max_reduction)
@@ -148,6 +148,13 @@ class TopDownSampler:
             sample["heatmaps"] = heatmaps.astype(target_dtype, copy=False)
             sample["target_weight"] = weight
         return sample
+
+    def crop_matrix(self, center: np.ndarray, scale: np.ndarray, rotation: float) -> np.ndarray:
+        """The 2x3 image → input-pixel matrix of a crop: the reference's, or UDP's with the codec's
+        `udp` (the codec's targets and its way back assume the one that matches)."""
+        return transforms.affine_matrix(
+            center, scale, rotation, self.codec.input_size, udp=self.codec.udp
+        )
 
     def _augment(self, center, scale, joints, vis, rng: np.random.Generator):
         aug = self.augment

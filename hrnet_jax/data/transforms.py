@@ -2,7 +2,8 @@
 
 Coordinates are in pixels with the reference's conventions: a crop maps the box center to the center
 of the output, (W/2, H/2), rotates about it, and scales the box width `scale[0] * 200` to the output
-width; a horizontal flip maps x to `width - x - 1`.
+width; a horizontal flip maps x to `width - x - 1`. UDP's crop (Huang et al. 2020) instead maps the
+box onto the output's pixel centres 0 .. W - 1, so that it commutes with that flip.
 """
 
 from __future__ import annotations
@@ -21,19 +22,31 @@ def affine_matrix(
     rotation: float,
     output_size: tuple[int, int],
     inverse: bool = False,
+    udp: bool = False,
 ) -> np.ndarray:
     """The 2x3 matrix of the reference's get_affine_transform(center, scale, rot, output_size).
 
-    `output_size` is (h, w). The map is a similarity: a rotation by `rotation` degrees (counter-
-    clockwise in the image as displayed) about the center and a zoom of output_w / (scale_w * 200).
+    `output_size` is (h, w). The map is a rotation by `rotation` degrees (counter-clockwise in the
+    image as displayed) about the center, then a zoom of output_w / (scale_w * 200) that puts the
+    center at (w/2, h/2). With `udp`, UDP's unbiased crop (mmpose's get_udp_warp_matrix): zooms
+    of (w - 1) / (scale_w * 200) and (h - 1) / (scale_h * 200) put the center at
+    ((w - 1)/2, (h - 1)/2), so the box spans the outer pixel centres and the crop of a mirrored
+    image is the mirrored crop. (mmpose's UDP matrix turns the other way; its rotations are drawn
+    symmetric, so it trains alike.)
     """
     out_h, out_w = output_size
-    zoom = out_w / (float(scale[0]) * PIXEL_STD)
     theta = np.deg2rad(rotation)
     cos, sin = np.cos(theta), np.sin(theta)
+    if udp:
+        box = np.asarray(scale, np.float64) * PIXEL_STD
+        zoom = (np.array([[out_w], [out_h]]) - 1.0) / box[:, None]
+        target = (np.array([[out_w], [out_h]]) - 1.0) / 2
+    else:
+        zoom = out_w / (float(scale[0]) * PIXEL_STD)
+        target = np.array([[out_w / 2], [out_h / 2]])
     linear = zoom * np.array([[cos, sin], [-sin, cos]])
     cx, cy = float(center[0]), float(center[1])
-    matrix = np.concatenate([linear, [[out_w / 2], [out_h / 2]] - linear @ [[cx], [cy]]], axis=1)
+    matrix = np.concatenate([linear, target - linear @ [[cx], [cy]]], axis=1)
     return cv2.invertAffineTransform(matrix) if inverse else matrix
 
 
