@@ -23,7 +23,7 @@ import ml_collections
 import numpy as np
 
 from hrnet_jax import config_lib, nms
-from hrnet_jax.data import coco, keypoints, transforms
+from hrnet_jax.data import coco, keypoints
 from hrnet_jax.data.heatmaps import HeatmapCodec
 from hrnet_jax.data.samples import TopDownSampler, warp_rgb
 from hrnet_jax.errors import UserError
@@ -206,7 +206,8 @@ class PoseEstimator:
         }
 
     def _crop(self, image_rgbx: np.ndarray, center: np.ndarray, scale: np.ndarray) -> np.ndarray:
-        matrix = transforms.affine_matrix(center, scale, 0.0, self.codec.input_size)
+        """The evaluator's crop of a decoded frame (at full size: a frame has no JPEG to scale)."""
+        matrix = self.sampler.crop_matrix(center, scale, 0.0)
         return warp_rgb(image_rgbx, matrix, self.codec.input_size)
 
     def results(self, preds: dict[str, np.ndarray]) -> list[dict[str, Any]]:

@@ -10,9 +10,10 @@ import sys
 import cv2
 import numpy as np
 import pytest
+import simplejpeg
 from testing_utils import ROOT, TINY_CONFIG, restore_variables, run_module, subprocess_env
 
-from hrnet_jax import config_lib, deploy, export, parallel
+from hrnet_jax import config_lib, deploy, detections, export, parallel
 from hrnet_jax.predictor import Predictor
 
 if importlib.util.find_spec("jax2onnx") is None or importlib.util.find_spec("onnxruntime") is None:
@@ -98,6 +99,23 @@ print(json.dumps(preds["keypoints"].tolist()))
     )
     got = np.array(json.loads(result.stdout.strip().splitlines()[-1]))
     np.testing.assert_allclose(got, expected["keypoints"], atol=1e-4)
+
+
+def test_a_frame_is_cropped_as_the_evaluator_crops_its_image_file(exported, coco_mini):
+    """predict_image (decoded video frames) and predict (image files, the evaluator's sampler)
+    agree when the file is decoded at full size, as a frame is."""
+    _, _, files = exported
+    loaded = deploy.load(files["onnx", False])
+    config = loaded.config.as_configdict()
+    config.data.reduced_decode = False
+    estimator = deploy.PoseEstimator(config, loaded.heatmaps)
+    path = coco_mini / "images" / "000000000785.jpg"
+    rgb = simplejpeg.decode_jpeg(path.read_bytes(), colorspace="rgb")  # the sampler's decoder
+    boxes = np.array([[280.0, 45.0, 220.0, 330.0], [10.0, 20.0, 100.0, 150.0]])
+    from_file = estimator.predict(detections.box_instances(config, str(path), rgb.shape[:2], boxes))
+    from_frame = estimator.predict_image(rgb, boxes)
+    np.testing.assert_allclose(from_frame["keypoints"], from_file["keypoints"], atol=1e-4)
+    np.testing.assert_array_equal(from_frame["center"], from_file["center"])
 
 
 def _scored(results_file: pathlib.Path, coco_mini) -> dict:
