@@ -27,6 +27,7 @@ from absl import flags
 from benchmarks import common
 from hrnet_jax import cli, config_lib
 from hrnet_jax.data import pipeline, sources, tfds_builder
+from hrnet_jax.data.samples import TopDownSampler
 
 _CONFIG = cli.ConfigFlag()
 _DATA = flags.DEFINE_string(
@@ -123,7 +124,7 @@ def main():
     instances = _Repeated(instances, total)
     pinned = _pin_to_one_core()
     cv2.setNumThreads(1)
-    sampler = pipeline.make_sampler(config, train=True)
+    sampler = TopDownSampler.from_config(config, train=True)
     passes = [_timed_pass(instances, sampler, _BATCHES.value) for _ in range(_REPEATS.value)]
     samples = _BATCHES.value * _BATCH.value
     common.report(

@@ -24,7 +24,6 @@ import numpy as np
 
 from hrnet_jax import config_lib, nms
 from hrnet_jax.data import coco, keypoints
-from hrnet_jax.data.heatmaps import HeatmapCodec
 from hrnet_jax.data.samples import TopDownSampler, warp_rgb
 from hrnet_jax.errors import UserError
 
@@ -124,14 +123,8 @@ class PoseEstimator:
     ):
         self.config = config
         self.spec = keypoints.from_config(config)
-        self.codec = HeatmapCodec.from_config(config)
-        self.sampler = TopDownSampler(
-            codec=self.codec,
-            flip_perm=tuple(int(j) for j in self.spec.flip_permutation),
-            reduced_decode=config.data.reduced_decode,
-            with_targets=False,
-            strict=config.data.strict,
-        )
+        self.sampler = TopDownSampler.from_config(config, train=False)
+        self.codec = self.sampler.codec
         self.heatmaps = heatmaps
         self.batch_size = batch_size
         self.pad_batches = pad_batches

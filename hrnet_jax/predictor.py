@@ -20,6 +20,7 @@ from jax.sharding import PartitionSpec as P
 
 from hrnet_jax import checkpoint, config_lib, models, parallel
 from hrnet_jax.data import keypoints, pipeline
+from hrnet_jax.data.samples import TopDownSampler
 
 
 def heatmaps_with_flip_test(
@@ -89,7 +90,7 @@ class Predictor:
         self.step: int | None = None  # the checkpoint step, for predictors restored from one
         self.model = models.create_model(config.model)
         self.spec = keypoints.from_config(config)
-        self.sampler = pipeline.make_sampler(config, train=False)
+        self.sampler = TopDownSampler.from_config(config, train=False)
         self.codec = self.sampler.codec  # the one that encodes training targets
         self.data_options = data_options or pipeline.DataOptions.from_config(config.data)
         self.batch_size = config.eval.batch_size_per_device * mesh.size

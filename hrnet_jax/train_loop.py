@@ -23,6 +23,7 @@ from jax.experimental import multihost_utils
 
 from hrnet_jax import checkpoint, coco_metric, config_lib, logs, models, parallel, train
 from hrnet_jax.data import pipeline, sources
+from hrnet_jax.data.samples import TopDownSampler
 from hrnet_jax.errors import USER_ERRORS, ConfigError, EvaluationError, UserError
 from hrnet_jax.evaluator import Evaluator
 from hrnet_jax.metrics import MetricWriter, log_train
@@ -89,7 +90,7 @@ def _train(config, workdir: pathlib.Path, stack: contextlib.ExitStack) -> dict:
     total_steps = steps_per_epoch * config.train.num_epochs
     data = pipeline.train_iterator(
         instances,
-        pipeline.make_sampler(config, train=True),
+        TopDownSampler.from_config(config, train=True),
         seed=config.seed,
         global_batch_size=global_batch,
         num_epochs=config.train.num_epochs,

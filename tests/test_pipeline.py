@@ -5,6 +5,7 @@ import pytest
 
 from hrnet_jax import config_lib
 from hrnet_jax.data import coco, pipeline
+from hrnet_jax.data.samples import TopDownSampler
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +22,7 @@ def instances(coco_mini):
 def sampler():
     config = config_lib.recipe()
     config.input_size, config.heatmap_size = (64, 48), (16, 12)
-    return pipeline.make_sampler(config, train=True)
+    return TopDownSampler.from_config(config, train=True)
 
 
 def _stream(instances, sampler, workers=0, **kw):
@@ -102,7 +103,7 @@ def test_process_shards_are_disjoint_and_cover_each_global_batch(instances, samp
 def test_eval_stream_is_padded_to_whole_batches_with_a_mask(instances, coco_mini):
     config = config_lib.recipe()
     config.input_size, config.heatmap_size = (64, 48), (16, 12)
-    sampler = pipeline.make_sampler(config, train=False)
+    sampler = TopDownSampler.from_config(config, train=False)
     options = pipeline.DataOptions(num_threads=1)
     shards = [
         list(

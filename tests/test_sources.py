@@ -13,7 +13,7 @@ from testing_utils import TINY_CONFIG, logged_losses, run_module, tiny_train_con
 
 from hrnet_jax import checkpoint, config_lib, parallel, train_loop
 from hrnet_jax.data import pipeline, sources, tfds_builder
-from hrnet_jax.data.samples import ImageError
+from hrnet_jax.data.samples import ImageError, TopDownSampler
 from hrnet_jax.evaluator import Evaluator
 from hrnet_jax.predictor import Predictor
 
@@ -65,7 +65,7 @@ def test_train_batches_from_both_sources_are_bit_identical(coco_mini, built):
         instances = sources.load_instances(config, "mini", train=True)[0]
         options = pipeline.DataOptions(num_workers=workers, num_threads=2)
         iterator = pipeline.train_iterator(
-            instances, pipeline.make_sampler(config, train=True), seed=3, global_batch_size=4,
+            instances, TopDownSampler.from_config(config, train=True), seed=3, global_batch_size=4,
             num_epochs=2, options=options,
         )  # fmt: skip
         try:

@@ -21,9 +21,7 @@ import grain
 import ml_collections
 import numpy as np
 
-from hrnet_jax.data import keypoints
-from hrnet_jax.data.heatmaps import HeatmapCodec
-from hrnet_jax.data.samples import Augment, TopDownSampler
+from hrnet_jax.data.samples import TopDownSampler
 
 
 @functools.lru_cache(maxsize=4)
@@ -170,19 +168,6 @@ def _init_worker(worker_index: int, worker_count: int) -> None:
     """Each worker process is one core's worth of work: OpenCV's own thread pool would oversubscribe."""
     del worker_index, worker_count
     cv2.setNumThreads(1)
-
-
-def make_sampler(config: ml_collections.ConfigDict, train: bool) -> TopDownSampler:
-    spec = keypoints.from_config(config)
-    return TopDownSampler(
-        codec=HeatmapCodec.from_config(config),
-        flip_perm=tuple(int(j) for j in spec.flip_permutation),
-        augment=Augment.from_config(config.augment, spec.upper_body_ids) if train else None,
-        reduced_decode=config.data.reduced_decode,
-        with_targets=train,
-        strict=config.data.strict,
-        target_dtype=config.data.target_dtype,
-    )
 
 
 def train_iterator(

@@ -13,7 +13,7 @@ import ml_dtypes
 import numpy as np
 import simplejpeg
 
-from hrnet_jax.data import transforms
+from hrnet_jax.data import keypoints, transforms
 from hrnet_jax.data.heatmaps import PIXEL_STD, HeatmapCodec
 from hrnet_jax.errors import UserError
 
@@ -107,6 +107,20 @@ class TopDownSampler:
     with_targets: bool = True
     strict: bool = True
     target_dtype: str = "float32"
+
+    @classmethod
+    def from_config(cls, config: ml_collections.ConfigDict, train: bool) -> TopDownSampler:
+        """The sampler of training (augmentations, targets) or of evaluation and prediction."""
+        spec = keypoints.from_config(config)
+        return cls(
+            codec=HeatmapCodec.from_config(config),
+            flip_perm=tuple(int(j) for j in spec.flip_permutation),
+            augment=Augment.from_config(config.augment, spec.upper_body_ids) if train else None,
+            reduced_decode=config.data.reduced_decode,
+            with_targets=train,
+            strict=config.data.strict,
+            target_dtype=config.data.target_dtype,
+        )
 
     def __call__(self, record: dict[str, Any], rng: np.random.Generator | None = None) -> dict:
         try:
