@@ -21,6 +21,7 @@ from jax.sharding import PartitionSpec as P
 from hrnet_jax import checkpoint, config_lib, models, parallel
 from hrnet_jax.data import keypoints, pipeline
 from hrnet_jax.data.samples import TopDownSampler
+from hrnet_jax.errors import UserError
 
 
 def heatmaps_with_flip_test(
@@ -114,8 +115,15 @@ class Predictor:
         mesh = mesh or parallel.make_mesh()
         with checkpoint.Checkpoints.read(path, best) as checkpoints:
             step = checkpoints.resolve_step(step)
+            saved = checkpoints.restore_config(step)
             if config is None:
-                config = config_lib.check(checkpoints.restore_config(step))
+                config = config_lib.check(saved)
+            elif config.codec.udp != saved.codec.udp:  # the crop the network learnt
+                raise UserError(
+                    f"{path}'s step {step} was trained with codec.udp={saved.codec.udp}, but the "
+                    f"config has codec.udp={config.codec.udp}: set --config.codec.udp="
+                    f"{saved.codec.udp} (and eval.shift_heatmap={not saved.codec.udp})"
+                )
             predictor = cls(config, mesh, data_options=data_options)
             abstract = models.abstract_variables(
                 predictor.model, config.input_size, parallel.replicated(mesh)

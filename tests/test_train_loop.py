@@ -90,6 +90,12 @@ def test_evaluate_cli_names_a_missing_checkpoint_or_step(trained, tmp_path):
     assert missing.returncode != 0 and "Traceback" not in missing.stderr
     assert f"no checkpoint for step 999999 in {workdir / 'checkpoints'}" in missing.stderr
     assert str(result["step"]) in missing.stderr  # the steps it does have
+    udp = ("--config.codec.udp=True", "--config.eval.shift_heatmap=False")
+    other_crop = run_module(
+        "hrnet_jax.evaluate", *common, *udp, f"--workdir={workdir}", check=False
+    )
+    assert other_crop.returncode != 0 and "Traceback" not in other_crop.stderr
+    assert "trained with codec.udp=False, but the config has codec.udp=True" in other_crop.stderr
 
 
 def test_resume_is_exact(synthetic_root, tmp_path):

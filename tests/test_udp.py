@@ -1,13 +1,15 @@
 """UDP (Huang et al. 2020, as mmpose does it): the crop, the codec, the flip test, against hand
 computations and an independent reference of mmpose's UDPHeatmap."""
 
+import dataclasses
+
 import cv2
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hrnet_jax import config_lib, predictor
-from hrnet_jax.data import keypoints, samples, transforms
+from hrnet_jax import coco_metric, config_lib, nms, predictor
+from hrnet_jax.data import keypoints, samples, sources, transforms
 from hrnet_jax.data.heatmaps import HeatmapCodec
 
 UDP_CONFIGS = ("configs/w32_256x192_udp.py", "configs/w32_384x288_udp.py")
@@ -326,3 +328,40 @@ def test_flipped_back_heatmaps_sit_on_the_joints_only_with_udp(udp, shift, expec
     offset = coords[0] - joints / codec.stride
     np.testing.assert_allclose(offset[:, 0], expected_dx, atol=0.02)
     np.testing.assert_allclose(offset[:, 1], 0.0, atol=0.02)
+
+
+# --- end to end on real persons ---------------------------------------------------------------
+
+
+def test_coco_mini_ap_through_the_udp_path_is_at_least_the_plain_paths(coco_mini):
+    """coco_mini's 12 real persons through everything a prediction goes through (crop, targets,
+    decoding, back to the image, rescoring, OKS NMS, COCOeval), with each codec's own targets in
+    place of a perfect network. (Training runs of the demo config, by hand: docs/udp.md.)"""
+    aps = {}
+    for name in ("w32_256x192", "w32_256x192_udp"):
+        config = config_lib.load_config(f"configs/{name}.py")
+        config.data.root = str(coco_mini)
+        config.data.annotation_file = "annotations/person_keypoints_mini.json"
+        config.data.image_dir = "images"
+        config.data.train_split = config.data.val_split = "mini"
+        config = config_lib.check(config)
+        instances, _ = sources.load_instances(config, "mini", train=False)
+        sampler = dataclasses.replace(
+            samples.TopDownSampler.from_config(config, train=False), with_targets=True
+        )
+        batch = [sampler(instances[i]) for i in range(len(instances))]
+        stacked = {k: np.stack([s[k] for s in batch]) for k in ("heatmaps", "center", "scale")}
+        preds = {
+            "keypoints": sampler.codec.decode_to_image(
+                stacked["heatmaps"], stacked["center"], stacked["scale"]
+            ),
+            **{
+                k: np.stack([s[k] for s in batch]) for k in ("center", "scale", "score", "image_id")
+            },
+        }
+        spec = keypoints.from_config(config)
+        results = nms.rescore_and_nms(preds, config.eval, spec.sigmas)
+        gt = coco_mini / config.data.annotation_file
+        aps[name] = coco_metric.keypoint_ap(gt, results, spec)["AP"]
+    assert aps["w32_256x192"] > 0.9, aps
+    assert aps["w32_256x192_udp"] >= aps["w32_256x192"] - 0.01, aps
