@@ -76,15 +76,16 @@ def _detections(estimator: deploy.PoseEstimator) -> detections.Detections | None
     return detections.Detections(_DETECTIONS.value, estimator.config.eval.det_score_threshold)
 
 
-def predict_one_image(estimator: deploy.PoseEstimator) -> None:
-    path = pathlib.Path(_IMAGE.value)
-    height, width = detections.image_size(_existing(path))
+def predict_one_image(
+    estimator: deploy.PoseEstimator, path: pathlib.Path, boxes: np.ndarray | None
+) -> None:
+    height, width = detections.image_size(path)
     dets, scores = _detections(estimator), None
-    if dets is not None:
+    if boxes is None and dets is not None:
         dets.check_covers([(detections.image_id(path, 0), path.name)], "images")
         boxes, scores = dets.for_image(detections.image_id(path, 0), path.name)
-    else:
-        boxes = detections.parse_boxes(_BOXES.value, width=width, height=height)
+    elif boxes is None:
+        boxes = detections.whole_image(width, height)
     instances = detections.box_instances(
         estimator.config, str(path), (height, width), boxes, scores
     )
@@ -122,7 +123,7 @@ def predict_images(estimator: deploy.PoseEstimator, out: pathlib.Path) -> None:
 
 
 def predict_video(estimator: deploy.PoseEstimator, out: pathlib.Path) -> None:
-    path = _existing(pathlib.Path(_VIDEO.value))
+    path = pathlib.Path(_VIDEO.value)
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise UserError(f"OpenCV cannot open the video {path}")
@@ -171,7 +172,7 @@ def _video_writer(path: pathlib.Path, fps: float, size: tuple[int, int]) -> cv2.
 
 def _existing(path: pathlib.Path) -> pathlib.Path:
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist")
+        raise FileNotFoundError(f"cannot read {path}: it does not exist")
     return path
 
 
@@ -183,9 +184,18 @@ def main() -> None:
         raise UserError("--box goes with --image; give --detections for --images and --video")
     if _BOXES.value and _DETECTIONS.value:
         raise UserError("give --box or --detections, not both")
+    # The inputs are checked before the model loads.
+    if _IMAGES.value:
+        detections.image_files(_IMAGES.value)
+    else:
+        _existing(pathlib.Path(_IMAGE.value or _VIDEO.value))
+    boxes = None
+    if _BOXES.value:
+        height, width = detections.image_size(pathlib.Path(_IMAGE.value))
+        boxes = detections.parse_boxes(_BOXES.value, width=width, height=height)
     estimator = _estimator()
     if _IMAGE.value:
-        predict_one_image(estimator)
+        predict_one_image(estimator, pathlib.Path(_IMAGE.value), boxes)
         return
     out = pathlib.Path(_OUT.value)
     out.mkdir(parents=True, exist_ok=True)

@@ -58,14 +58,31 @@ CASES = {
     "predict": [
         (
             ("--workdir={tmp}", "--image={tmp}/missing.jpg", "--out={tmp}/o.png"),
-            "cannot read image {tmp}/missing.jpg",
+            "cannot read {tmp}/missing.jpg: it does not exist",
         ),
         (("--workdir={tmp}", "--image={image}", "--box=1,2,3", "--out={tmp}/o.png"), "got '1,2,3'"),
         (
             ("--workdir={tmp}", "--image={image}", "--out={tmp}/o.png"),
             "no complete checkpoint in {tmp}/checkpoints",
         ),
-        (("--workdir={tmp}", "--out={tmp}/o.png"), "--image is required"),
+        (("--workdir={tmp}", "--out={tmp}/o.png"), "give one of --image, --images or --video"),
+        (
+            ("--workdir={tmp}", "--images={tmp}/none", "--out={tmp}/o"),
+            "--images={tmp}/none names no",
+        ),
+        (
+            ("--model={image}", "--backend=jax", "--video={image}", "--out={tmp}/o"),
+            "--backend=jax runs a checkpoint",
+        ),
+        (
+            ("--workdir={tmp}", "--model={image}", "--image={image}", "--out={tmp}/o.png"),
+            "give either --workdir (a checkpoint) or --model",
+        ),
+    ],
+    "export": [
+        (("--workdir={tmp}", "--format=onnx"), "no complete checkpoint in {tmp}/checkpoints"),
+        (("--workdir={tmp}", "--format=tflite"), "--format"),
+        (("--workdir={tmp}",), "--format is required"),
     ],
     "data.download": [
         (("--data_dir={tmp}", "--splits=train2099"), "unknown splits ['train2099']"),
