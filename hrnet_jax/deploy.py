@@ -30,7 +30,7 @@ from hrnet_jax.errors import UserError
 # uint8 RGB crops (B, H, W, 3) → float32 heatmaps (B, h, w, K)
 HeatmapFunction = Callable[[np.ndarray], np.ndarray]
 BACKENDS = ("onnx", "stablehlo")
-METADATA_KEY = "hrnet_jax"  # hrnet_jax.export writes the metadata under it
+METADATA_KEY = "hrnet_jax"  # the ONNX metadata entry hrnet_jax.export writes
 
 
 class ExportError(UserError, ValueError):

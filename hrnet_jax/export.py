@@ -27,12 +27,12 @@ import ml_collections
 from absl import flags, logging
 
 from hrnet_jax import cli, config_lib, models, parallel
+from hrnet_jax.deploy import METADATA_KEY
 from hrnet_jax.errors import UserError
 from hrnet_jax.predictor import Predictor, inference_function
 
 FORMATS = {"onnx": ".onnx", "stablehlo": ".stablehlo"}
 PLATFORMS = ("cpu", "cuda", "tpu")  # what a stablehlo artifact is lowered for
-METADATA_KEY = "hrnet_jax"  # the ONNX metadata entry (and the stablehlo zip's meta.json)
 INPUT_NAME, OUTPUT_NAME = "images", "heatmaps"
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory holding checkpoints/.")
