@@ -66,6 +66,10 @@ def hrnet_model(
             # "row_shift" or "xla" force one (BENCHMARKS.md compares them).
             conv_weight_grad="auto",
             param_dtype="float32",
+            # Rematerialisation of the residual blocks in the backward pass, for accelerator memory
+            # (docs/tpu.md): "none"; "save_convs" keeps each block's convolution outputs and
+            # recomputes its BN and ReLUs; "full" keeps only each block's input. Same params.
+            remat="none",
         )
     )
 
@@ -127,7 +131,7 @@ def recipe() -> ml_collections.ConfigDict:
     c.codec = ml_collections.ConfigDict()
     c.codec.sigma = 2.0  # PD: 2 at both sizes; HRN and MMP use 3 at 384x288
     c.codec.unbiased = False  # DARK's unbiased (sub-pixel, full-map) Gaussian targets
-    c.codec.decoding = "dark"  # PD decodes with DARK (use_dark); HRN/MMP: "quarter_offset"
+    c.codec.decoding = "dark"  # PD: DARK (use_dark); HRN/MMP: "quarter_offset"; UDP: "dark_udp"
     c.codec.blur_kernel_size = 3  # DARK's Gaussian blur: PD 3, MMP 11
     # UDP (Huang et al. 2020; MMP's *_udp configs): the crop maps pixel centres, targets and
     # decoding use the unbiased stride (size - 1) / (heatmap - 1), the flip test needs no shift.
@@ -212,6 +216,7 @@ CHOICES = {
     "model.dtype": ("float32", "bfloat16", "float16"),
     "model.param_dtype": ("float32", "bfloat16"),
     "model.conv_weight_grad": ("auto", "row_shift", "xla"),
+    "model.remat": ("none", "save_convs", "full"),
     "data.format": ("folder", "tfds"),
     "data.target_dtype": ("float32", "bfloat16"),
     "train.optimizer": ("adam", "adamw"),

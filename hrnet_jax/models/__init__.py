@@ -65,6 +65,7 @@ def create_model(
         axis_name=axis_name,
         dtype=jnp.dtype(model_config.dtype),
         param_dtype=jnp.dtype(model_config.param_dtype),
+        remat=model_config.remat,
     )
     return PoseHRNet(
         backbone,

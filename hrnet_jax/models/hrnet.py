@@ -76,6 +76,20 @@ def _residual(block: nn.Module, x: jax.Array, features: int) -> jax.Array:
 
 BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
 
+# `model.remat`: what a residual block keeps for the backward pass; the rest is recomputed there.
+REMAT_POLICIES = {
+    "save_convs": jax.checkpoint_policies.dots_saveable,  # the convolutions' outputs
+    "full": jax.checkpoint_policies.nothing_saveable,  # only the block's input
+}
+
+
+@functools.cache
+def block_class(kind: str, remat: str = "none") -> type[nn.Module]:
+    """The residual block of `kind`, rematerialised per `remat` (nn.remat keeps the param names)."""
+    if remat == "none":
+        return BLOCKS[kind]
+    return nn.remat(BLOCKS[kind], policy=REMAT_POLICIES[remat])
+
 
 def upsample_nearest(x: jax.Array, factor: int) -> jax.Array:
     """Nearest-neighbour upsampling by an integer factor (PyTorch's nn.Upsample(mode='nearest'))."""
@@ -84,10 +98,12 @@ def upsample_nearest(x: jax.Array, factor: int) -> jax.Array:
     return x.reshape(b, h * factor, w * factor, c)
 
 
-def run_branch(x, spec: StageSpec, i: int, in_channels: int, conv, norm, prefix: str) -> jax.Array:
+def run_branch(
+    x, spec: StageSpec, i: int, in_channels: int, conv, norm, prefix: str, remat: str = "none"
+) -> jax.Array:
     """Runs the residual blocks of branch i; the first block adapts the channel count if needed."""
     planes = spec.num_channels[i]
-    block = BLOCKS[spec.block]
+    block = block_class(spec.block, remat)
     for b in range(spec.num_blocks[i]):
         downsample = b == 0 and in_channels != spec.out_channels[i]
         x = block(planes, conv, norm, downsample, name=f"{prefix}_{b}")(x)
@@ -102,12 +118,13 @@ class HighResolutionModule(nn.Module):
     multi_scale_output: bool
     conv: ModuleDef
     norm: ModuleDef
+    remat: str = "none"
 
     @nn.compact
     def __call__(self, xs: Sequence[jax.Array]) -> list[jax.Array]:
         spec, conv, norm = self.spec, self.conv, self.norm
         xs = [
-            run_branch(x, spec, i, self.in_channels[i], conv, norm, f"branches_{i}")
+            run_branch(x, spec, i, self.in_channels[i], conv, norm, f"branches_{i}", self.remat)
             for i, x in enumerate(xs)
         ]
         if spec.num_branches == 1:
@@ -151,6 +168,7 @@ class HRNetBackbone(nn.Module):
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
     conv_general_dilated: Callable | None = None  # None: lax's; see models/conv.py
+    remat: str = "none"  # see REMAT_POLICIES
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> list[jax.Array]:
@@ -180,7 +198,7 @@ class HRNetBackbone(nn.Module):
         x = nn.relu(norm(name="bn2")(conv(self.stem_channels, 3, 2, name="conv2")(x)))
 
         stage1, *hr_stages = self.stages
-        x = run_branch(x, stage1, 0, self.stem_channels, conv, norm, "layer1")
+        x = run_branch(x, stage1, 0, self.stem_channels, conv, norm, "layer1", self.remat)
         xs, channels = [x], stage1.out_channels
         for n, spec in enumerate(hr_stages, start=2):
             xs = _transition(xs, channels, spec.out_channels, conv, norm, f"transition{n - 1}")
@@ -193,6 +211,7 @@ class HRNetBackbone(nn.Module):
                     multi_scale_output=self.final_multi_scale or not last,
                     conv=conv,
                     norm=norm,
+                    remat=self.remat,
                     name=f"stage{n}_{m}",
                 )(xs)
         return xs
