@@ -77,9 +77,12 @@ def _detections(estimator: deploy.PoseEstimator) -> detections.Detections | None
 
 
 def predict_one_image(
-    estimator: deploy.PoseEstimator, path: pathlib.Path, boxes: np.ndarray | None
+    estimator: deploy.PoseEstimator,
+    path: pathlib.Path,
+    image_hw: tuple[int, int],
+    boxes: np.ndarray | None,
 ) -> None:
-    height, width = detections.image_size(path)
+    height, width = image_hw
     dets, scores = _detections(estimator), None
     if boxes is None and dets is not None:
         dets.check_covers([(detections.image_id(path, 0), path.name)], "images")
@@ -189,13 +192,14 @@ def main() -> None:
         detections.image_files(_IMAGES.value)
     else:
         _existing(pathlib.Path(_IMAGE.value or _VIDEO.value))
-    boxes = None
+    image_hw, boxes = None, None
+    if _IMAGE.value:  # read once, here: a corrupt image fails before the model loads
+        image_hw = detections.image_size(pathlib.Path(_IMAGE.value))
     if _BOXES.value:
-        height, width = detections.image_size(pathlib.Path(_IMAGE.value))
-        boxes = detections.parse_boxes(_BOXES.value, width=width, height=height)
+        boxes = detections.parse_boxes(_BOXES.value, width=image_hw[1], height=image_hw[0])
     estimator = _estimator()
     if _IMAGE.value:
-        predict_one_image(estimator, pathlib.Path(_IMAGE.value), boxes)
+        predict_one_image(estimator, pathlib.Path(_IMAGE.value), image_hw, boxes)
         return
     out = pathlib.Path(_OUT.value)
     out.mkdir(parents=True, exist_ok=True)
