@@ -157,7 +157,11 @@ def test_predict_on_images_with_detections_scores_what_the_evaluator_scores(
         key = lambda r: (r["image_id"], round(r["center"][0], 2), round(r["center"][1], 2))  # noqa: E731
         for got, want in zip(sorted(results, key=key), sorted(expected, key=key), strict=True):
             assert got["image_id"] == want["image_id"]
-            np.testing.assert_allclose(got["keypoints"], want["keypoints"], atol=2e-3)
+            # A tenth of an image pixel: the barely trained tiny model's heatmaps are nearly flat
+            # (peaks ~0.02), so the sub-pixel refinement magnifies float32 rounding of other batch
+            # compositions or another runtime into hundredths (0.035 px seen on one Xeon). The AP,
+            # asserted below, is what must not move.
+            np.testing.assert_allclose(got["keypoints"], want["keypoints"], atol=0.1)
             assert got["score"] == pytest.approx(want["score"], abs=1e-4)
         assert _scored(out / "keypoints_results.json", coco_mini)["AP"] == pytest.approx(
             ap, abs=1e-6
