@@ -155,14 +155,16 @@ def test_predict_on_images_with_detections_scores_what_the_evaluator_scores(
         results = json.loads((out / "keypoints_results.json").read_text())
         assert len(results) == len(expected) > 4
         key = lambda r: (r["image_id"], round(r["center"][0], 2), round(r["center"][1], 2))  # noqa: E731
-        for got, want in zip(sorted(results, key=key), sorted(expected, key=key), strict=True):
-            assert got["image_id"] == want["image_id"]
-            # A tenth of an image pixel: the barely trained tiny model's heatmaps are nearly flat
-            # (peaks ~0.02), so the sub-pixel refinement magnifies float32 rounding of other batch
-            # compositions or another runtime into hundredths (0.035 px seen on one Xeon). The AP,
-            # asserted below, is what must not move.
-            np.testing.assert_allclose(got["keypoints"], want["keypoints"], atol=0.1)
-            assert got["score"] == pytest.approx(want["score"], abs=1e-4)
+        pairs = list(zip(sorted(results, key=key), sorted(expected, key=key), strict=True))
+        assert all(got["image_id"] == want["image_id"] for got, want in pairs)
+        assert all(got["score"] == pytest.approx(want["score"], abs=1e-4) for got, want in pairs)
+        errors = np.abs([np.subtract(got["keypoints"], want["keypoints"]) for got, want in pairs])
+        # The barely trained tiny model's heatmaps are nearly flat (peaks ~0.02), where DARK's
+        # Taylor step divides by a near-zero Hessian determinant: float32 rounding of another
+        # batch composition or runtime moves the odd joint by tenths of a pixel (0.035 and 0.2 px
+        # seen on two machines). Nearly every coordinate must agree to a hundredth of a pixel,
+        # and none by a pixel or more; the AP must not move.
+        assert np.mean(errors < 1e-2) > 0.95 and errors.max() < 1.0, errors.max()
         assert _scored(out / "keypoints_results.json", coco_mini)["AP"] == pytest.approx(
             ap, abs=1e-6
         )
