@@ -66,6 +66,7 @@ def main():
     result = {
         "config": list(config.input_size),
         "dtype": _DTYPE.value,
+        "remat": config.model.remat,
         "devices": mesh.size,
         "batch_per_device": _BATCH.value,
         "compile_s": round(compile_s, 2),

@@ -20,4 +20,5 @@ def get_config():
     c.codec.decoding = "dark_udp"  # MMP UDPHeatmap.decode: refine_keypoints_dark_udp
     c.codec.blur_kernel_size = 11  # MMP UDPHeatmap's default blur_kernel_size (the config keeps it)
     c.eval.shift_heatmap = False  # MMP test_cfg shift_heatmap=False
+    c.model.remat = "save_convs"  # as configs/w32_384x288.py: 64 images per v5e chip fit
     return c
